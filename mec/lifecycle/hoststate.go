@@ -1,0 +1,222 @@
+package lifecycle
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sort"
+
+	"github.com/mecorch/mecorch/mec"
+)
+
+// DesiredInstance is one instance as its host's agent must run it.
+type DesiredInstance struct {
+	ID               string        `json:"id"`
+	AppDID           string        `json:"appDId"`
+	AppPkgID         string        `json:"appPkgId"`
+	State            string        `json:"state"` // Running, Stopped or Absent
+	Resources        mec.Resources `json:"resources"`
+	StopGraceSeconds int           `json:"stopGraceSeconds,omitempty"`
+}
+
+// DesiredState is what one host must make true. Generation grows with every
+// change, so an agent that has applied generation g can ignore anything
+// older and report g back.
+type DesiredState struct {
+	HostID     string            `json:"hostId"`
+	Generation int64             `json:"generation"`
+	Instances  []DesiredInstance `json:"instances"`
+}
+
+// DesiredState returns the host's desired state at its current generation.
+func (s *Service) DesiredState(ctx context.Context, hostID string) (DesiredState, error) {
+	var ds DesiredState
+	err := s.store.View(ctx, func(tx mec.Tx) error {
+		h, _, err := mec.Load[mec.Host](tx, mec.KindHost, hostID)
+		if err != nil {
+			return fmt.Errorf("host %q: %w", hostID, err)
+		}
+		ds = DesiredState{HostID: h.ID, Generation: h.DesiredGeneration, Instances: []DesiredInstance{}}
+		insts, err := mec.LoadAll[mec.AppInstance](tx, mec.KindAppInstance)
+		if err != nil {
+			return err
+		}
+		for _, in := range insts {
+			if in.HostID != hostID || in.DesiredState == "" {
+				continue
+			}
+			ds.Instances = append(ds.Instances, DesiredInstance{ID: in.ID, AppDID: in.AppDID, AppPkgID: in.AppPkgID,
+				State: in.DesiredState, Resources: in.Reserved, StopGraceSeconds: in.StopGraceSeconds})
+		}
+		sort.Slice(ds.Instances, func(i, j int) bool { return ds.Instances[i].ID < ds.Instances[j].ID })
+		return nil
+	})
+	return ds, err
+}
+
+// Observed states an agent reports per instance.
+const (
+	ObservedRunning = "Running"
+	ObservedStopped = "Stopped"
+	ObservedFailed  = "Failed"
+)
+
+// InstanceStatus is one instance as the agent sees it.
+type InstanceStatus struct {
+	ID      string `json:"id"`
+	State   string `json:"state"` // Running, Stopped or Failed; an instance not listed is absent
+	Message string `json:"message,omitempty"`
+}
+
+// HostReport is what an agent reports: the generation it has applied and
+// the instances it runs.
+type HostReport struct {
+	HostID       string           `json:"hostId"`
+	Generation   int64            `json:"generation"`
+	AgentVersion string           `json:"agentVersion,omitempty"`
+	Instances    []InstanceStatus `json:"instances"`
+}
+
+// ReportStatus records an agent's report and completes the operations it
+// settles. Reporting the same thing twice changes nothing.
+func (s *Service) ReportStatus(ctx context.Context, r HostReport) error {
+	var evs []mec.Event
+	err := s.store.Update(ctx, func(tx mec.Tx) error {
+		evs = evs[:0]
+		h, hv, err := mec.Load[mec.Host](tx, mec.KindHost, r.HostID)
+		if err != nil {
+			return fmt.Errorf("host %q: %w", r.HostID, err)
+		}
+		if r.Generation > h.DesiredGeneration {
+			return mec.Errorf(http.StatusConflict, []mec.InvalidParam{{Name: "generation", Reason: "ahead of the desired generation"}},
+				"host %s reports generation %d but the desired one is %d", h.ID, r.Generation, h.DesiredGeneration)
+		}
+		now := s.clock()
+		if r.Generation > h.ReportedGeneration {
+			h.ReportedGeneration = r.Generation
+		}
+		h.LastHeartbeat = &now
+		if r.AgentVersion != "" {
+			h.AgentVersion = r.AgentVersion
+		}
+		if h.State == mec.HostUnknown || h.State == mec.HostNotReady || h.State == "" {
+			h.State = mec.HostReady
+		}
+		if _, err := mec.Save(tx, mec.KindHost, h.ID, h, hv); err != nil {
+			return err
+		}
+		seen := map[string]InstanceStatus{}
+		for _, st := range r.Instances {
+			seen[st.ID] = st
+		}
+		insts, err := tx.List(mec.KindAppInstance)
+		if err != nil {
+			return err
+		}
+		for _, rec := range insts {
+			in, v, err := mec.Load[mec.AppInstance](tx, mec.KindAppInstance, rec.ID)
+			if err != nil {
+				return err
+			}
+			if in.HostID != r.HostID {
+				continue
+			}
+			st, listed := seen[in.ID]
+			observed := mec.DesiredAbsent
+			if listed {
+				observed = st.State
+			}
+			ev, err := s.settle(tx, &in, v, observed, st.Message, r.Generation)
+			if err != nil {
+				return err
+			}
+			evs = append(evs, ev...)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	s.publishAll(evs)
+	return nil
+}
+
+// settle applies one instance's observed state: it completes the pending
+// operation when the host has reached its generation and the instance is as
+// wanted, or fails it when the agent says the instance failed.
+func (s *Service) settle(tx mec.Tx, in *mec.AppInstance, v int64, observed, msg string, gen int64) ([]mec.Event, error) {
+	changed := in.ObservedState != observed
+	in.ObservedState = observed
+	var evs []mec.Event
+	if in.PendingOpID != "" {
+		op, ov, err := loadOp(tx, in.PendingOpID)
+		if err != nil {
+			return nil, err
+		}
+		if op.State == mec.OpStateProcessing && gen >= op.TargetGeneration {
+			switch {
+			case observed == ObservedFailed:
+				op.Error = &mec.Problem{Status: http.StatusInternalServerError, Detail: "the host's agent reports the instance failed: " + msg}
+				if err := s.enterFailedTemp(tx, in, &op); err != nil {
+					return nil, err
+				}
+				if _, err := mec.Save(tx, mec.KindLcmOpOcc, op.ID, op, ov); err != nil {
+					return nil, err
+				}
+				evs = append(evs, opEvent(op))
+				changed = true
+			case observed == in.DesiredState:
+				if err := s.complete(tx, in, &op); err != nil {
+					return nil, err
+				}
+				if _, err := mec.Save(tx, mec.KindLcmOpOcc, op.ID, op, ov); err != nil {
+					return nil, err
+				}
+				evs = append(evs, opEvent(op))
+				changed = true
+			}
+		}
+	}
+	if !changed {
+		return evs, nil
+	}
+	if _, err := mec.Save(tx, mec.KindAppInstance, in.ID, in, v); err != nil {
+		return nil, err
+	}
+	return append(evs, instEvent(*in)), nil
+}
+
+// complete closes op as COMPLETED and moves the instance to its new state;
+// a finished termination releases the reservation.
+func (s *Service) complete(tx mec.Tx, in *mec.AppInstance, op *mec.LcmOpOcc) error {
+	switch in.DesiredState {
+	case mec.DesiredRunning:
+		in.InstantiationState, in.OperationalState = mec.Instantiated, mec.OpStarted
+	case mec.DesiredStopped:
+		in.InstantiationState, in.OperationalState = mec.Instantiated, mec.OpStopped
+	case mec.DesiredAbsent:
+		if err := s.release(tx, in); err != nil {
+			return err
+		}
+		in.InstantiationState, in.OperationalState = mec.NotInstantiated, ""
+	}
+	in.PendingOpID = ""
+	op.State, op.StateEnteredTime = mec.OpStateCompleted, s.clock()
+	return nil
+}
+
+// release gives the instance's reservation back to its host and takes it
+// out of the host's desired state.
+func (s *Service) release(tx mec.Tx, in *mec.AppInstance) error {
+	h, hv, err := loadHost(tx, in.HostID)
+	if err != nil {
+		return err
+	}
+	h.Allocated = h.Allocated.Sub(in.Reserved)
+	h.DesiredGeneration++
+	if _, err := mec.Save(tx, mec.KindHost, h.ID, h, hv); err != nil {
+		return err
+	}
+	in.HostID, in.SiteID, in.Reserved, in.DesiredState, in.ObservedState, in.Placement = "", "", mec.Resources{}, "", "", nil
+	return nil
+}

@@ -1,0 +1,80 @@
+package lifecycle
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/mecorch/mecorch/mec"
+	"github.com/mecorch/mecorch/mec/placement"
+)
+
+// place runs the placement engine over the inventory as this transaction
+// sees it. Because the reservation is written in the same serializable
+// transaction, two concurrent placements can never both take the last room
+// on a host: the store makes one of them run again on fresh data.
+func (s *Service) place(tx mec.Tx, need mec.Resources, cons mec.PlacementConstraints) (mec.Decision, error) {
+	hosts, err := mec.LoadAll[mec.Host](tx, mec.KindHost)
+	if err != nil {
+		return mec.Decision{}, err
+	}
+	sites, err := mec.LoadAll[mec.Site](tx, mec.KindSite)
+	if err != nil {
+		return mec.Decision{}, err
+	}
+	insts, err := mec.LoadAll[mec.AppInstance](tx, mec.KindAppInstance)
+	if err != nil {
+		return mec.Decision{}, err
+	}
+	peers := map[string]int{}
+	for _, in := range insts {
+		if in.HostID != "" && in.Constraints.SpreadKey == cons.SpreadKey {
+			peers[in.SiteID]++
+		}
+	}
+	req := &placement.Request{Need: need, Constraints: cons, Peers: peers}
+	d, err := s.engine.Place(req, placement.NewSnapshot(hosts, sites))
+	var nf *placement.NoFitError
+	if errors.As(err, &nf) {
+		return mec.Decision{}, noFitProblem(nf, need)
+	}
+	if err != nil {
+		return mec.Decision{}, fmt.Errorf("placement: %w", err)
+	}
+	return d, nil
+}
+
+// noFitProblem turns "no host fits" into the API's answer: 409 when hosts
+// matched the request's constraints but are full or not ready (retrying
+// later, or freeing room, can succeed), 422 when the constraints themselves
+// exclude every host (the request must change). Each filter that removed
+// hosts is listed as an invalid parameter with how many it removed.
+func noFitProblem(nf *placement.NoFitError, need mec.Resources) *mec.Problem {
+	status := http.StatusUnprocessableEntity
+	params := make([]mec.InvalidParam, 0, len(nf.Rejections))
+	for _, r := range nf.Rejections {
+		if transient(r.Filter) {
+			status = http.StatusConflict
+		}
+		params = append(params, mec.InvalidParam{Name: r.Filter, Reason: fmt.Sprintf("%d host(s) %s", r.Hosts, r.Reason)})
+	}
+	if nf.Considered == 0 {
+		status = http.StatusConflict
+	}
+	return mec.Errorf(status, params, "%s; the instance needs %d mCPU, %d MiB memory, %d GB storage, %d GPU(s)",
+		nf.Error(), need.MilliCPU, need.MemoryMiB, need.StorageGB, need.GPUs)
+}
+
+// transient reports whether a filter removes hosts for a reason that can
+// pass (capacity in use, host down) rather than for what the request asks.
+func transient(filter string) bool {
+	switch filter {
+	case placement.StateFilter{}.Name(),
+		placement.CapacityFilter{Dim: placement.CPU}.Name(),
+		placement.CapacityFilter{Dim: placement.Memory}.Name(),
+		placement.CapacityFilter{Dim: placement.Storage}.Name(),
+		placement.CapacityFilter{Dim: placement.GPU}.Name():
+		return true
+	}
+	return false
+}
