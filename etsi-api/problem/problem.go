@@ -60,9 +60,10 @@ func Write(w http.ResponseWriter, r *http.Request, p Details) {
 	_ = json.NewEncoder(w).Encode(p)
 }
 
-// WriteError sends err as a problem: an *Error or a *mec.Problem keeps its status; the store's
-// ErrNotFound, ErrExists and ErrConflict become 404, 409 and 409; anything
-// else is a 500 whose detail does not leak internals.
+// WriteError sends err as a problem: an *Error or a *mec.Problem keeps its
+// status; the store's ErrNotFound and ErrExists become 404 and 409,
+// ErrConflict (the store gave up under contention) 503 with Retry-After;
+// anything else is a 500 whose detail does not leak internals.
 func WriteError(w http.ResponseWriter, r *http.Request, err error) {
 	var pe *Error
 	var mp *mec.Problem
@@ -73,8 +74,14 @@ func WriteError(w http.ResponseWriter, r *http.Request, err error) {
 		Write(w, r, Details{Status: pe.Status, Detail: pe.Detail, InvalidParams: pe.InvalidParams})
 	case errors.Is(err, mec.ErrNotFound):
 		Write(w, r, Details{Status: http.StatusNotFound, Detail: err.Error()})
-	case errors.Is(err, mec.ErrExists), errors.Is(err, mec.ErrConflict):
+	case errors.Is(err, mec.ErrExists):
 		Write(w, r, Details{Status: http.StatusConflict, Detail: err.Error()})
+	case errors.Is(err, mec.ErrConflict):
+		// The store gave up retrying a transaction under contention: the
+		// request did nothing and can be sent again. The driver's words
+		// stay in the log.
+		w.Header().Set("Retry-After", "1")
+		Write(w, r, Details{Status: http.StatusServiceUnavailable, Detail: "the store is busy with conflicting changes; nothing was written, retry"})
 	default:
 		Write(w, r, Details{Status: http.StatusInternalServerError, Detail: "internal error; see the server log"})
 	}

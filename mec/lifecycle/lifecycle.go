@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/mecorch/mecorch/mec"
@@ -24,6 +25,9 @@ type Config struct {
 	// OpTimeout is how long an operation may wait for its host's agent
 	// before it becomes FAILED_TEMP (0: wait for ever).
 	OpTimeout time.Duration
+	// ObservePlacement, when set, is told the outcome ("placed", "nofit",
+	// "error") and engine time of every placement decision, for metrics.
+	ObservePlacement func(outcome string, took time.Duration)
 }
 
 // Service is the app instance lifecycle.
@@ -35,6 +39,11 @@ type Service struct {
 	clock  mec.Clock
 	log    *slog.Logger
 	ids    func() string
+	// placeMu serialises this process's placements. Each reads the whole
+	// inventory and writes a host, so concurrent ones would only abort
+	// each other in a serializable store and retry; queueing them here is
+	// cheaper and keeps Postgres retries for the rare cross-replica race.
+	placeMu sync.Mutex
 }
 
 // New returns a lifecycle service placing with engine.

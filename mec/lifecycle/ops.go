@@ -39,6 +39,8 @@ type TerminateRequest struct {
 func (s *Service) Instantiate(ctx context.Context, id string, req InstantiateRequest) (mec.LcmOpOcc, error) {
 	var op mec.LcmOpOcc
 	var evs []mec.Event
+	s.placeMu.Lock()
+	defer s.placeMu.Unlock()
 	err := s.store.Update(ctx, func(tx mec.Tx) error {
 		evs = evs[:0]
 		in, v, err := loadInstance(tx, id)

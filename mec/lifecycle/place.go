@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/mecorch/mecorch/mec"
 	"github.com/mecorch/mecorch/mec/placement"
@@ -33,8 +34,18 @@ func (s *Service) place(tx mec.Tx, need mec.Resources, cons mec.PlacementConstra
 		}
 	}
 	req := &placement.Request{Need: need, Constraints: cons, Peers: peers}
+	start := time.Now()
 	d, err := s.engine.Place(req, placement.NewSnapshot(hosts, sites))
 	var nf *placement.NoFitError
+	if obs := s.cfg.ObservePlacement; obs != nil {
+		outcome := "placed"
+		if errors.As(err, &nf) {
+			outcome = "nofit"
+		} else if err != nil {
+			outcome = "error"
+		}
+		obs(outcome, time.Since(start))
+	}
 	if errors.As(err, &nf) {
 		return mec.Decision{}, noFitProblem(nf, need)
 	}

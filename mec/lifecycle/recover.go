@@ -106,6 +106,8 @@ func (s *Service) Fail(ctx context.Context, opID string) (mec.LcmOpOcc, error) {
 
 // Retry runs a FAILED_TEMP operation again from the start.
 func (s *Service) Retry(ctx context.Context, opID string) (mec.LcmOpOcc, error) {
+	s.placeMu.Lock() // a retried instantiation places again
+	defer s.placeMu.Unlock()
 	return s.opAction(ctx, opID, func(tx mec.Tx, in *mec.AppInstance, op *mec.LcmOpOcc) error {
 		if op.State != mec.OpStateFailedTemp {
 			return errNotFailedTemp(*op)
