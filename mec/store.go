@@ -24,7 +24,10 @@ type Store interface {
 	// an error nothing is written and Update returns that error. When the
 	// transaction conflicts with a concurrent one, Update runs fn again (fn
 	// must therefore have no effects outside tx); after too many conflicts it
-	// returns an error wrapping ErrConflict.
+	// returns an error wrapping ErrConflict. An ErrConflict that fn itself
+	// returns (a stale ifVersion, e.g. from an HTTP If-Match) is not
+	// retried. fn must not call the store: on the embedded engine a nested
+	// Update deadlocks.
 	Update(ctx context.Context, fn func(Tx) error) error
 	// Close releases the store.
 	Close() error
