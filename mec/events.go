@@ -25,7 +25,9 @@ type Event struct {
 	Package  *AppPackage
 	Instance *AppInstance
 	OpOcc    *LcmOpOcc
-	Deleted  bool
+	// Instance accompanies OpOcc events too, as it stood after the change.
+	Created bool // the resource was created by this change
+	Deleted bool // the resource was deleted by this change
 }
 
 // EventSink receives events after commit. Publish must not block: the API

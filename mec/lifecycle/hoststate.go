@@ -163,7 +163,7 @@ func (s *Service) settle(tx mec.Tx, in *mec.AppInstance, v int64, observed, msg 
 				if _, err := mec.Save(tx, mec.KindLcmOpOcc, op.ID, op, ov); err != nil {
 					return nil, err
 				}
-				evs = append(evs, opEvent(op))
+				evs = append(evs, opEvent(op, *in))
 				changed = true
 			case observed == in.DesiredState:
 				if err := s.complete(tx, in, &op); err != nil {
@@ -172,7 +172,7 @@ func (s *Service) settle(tx mec.Tx, in *mec.AppInstance, v int64, observed, msg 
 				if _, err := mec.Save(tx, mec.KindLcmOpOcc, op.ID, op, ov); err != nil {
 					return nil, err
 				}
-				evs = append(evs, opEvent(op))
+				evs = append(evs, opEvent(op, *in))
 				changed = true
 			}
 		}

@@ -89,7 +89,7 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (mec.AppInstanc
 	if err != nil {
 		return mec.AppInstance{}, err
 	}
-	s.publish(mec.Event{Type: mec.EventInstanceState, Instance: &in})
+	s.publish(mec.Event{Type: mec.EventInstanceState, Instance: &in, Created: true})
 	return in, nil
 }
 

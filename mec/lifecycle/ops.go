@@ -54,7 +54,7 @@ func (s *Service) Instantiate(ctx context.Context, id string, req InstantiateReq
 		if err := s.instantiateTx(tx, &in, v, &op, req); err != nil {
 			return err
 		}
-		evs = append(evs, opEvent(op), instEvent(in))
+		evs = append(evs, opEvent(op, in), instEvent(in))
 		return nil
 	})
 	if err != nil {
@@ -176,7 +176,7 @@ func (s *Service) changeDesired(ctx context.Context, id, kind string, params jso
 		if err := s.bumpAndOpen(tx, &in, v, &op); err != nil {
 			return err
 		}
-		evs = append(evs, opEvent(op), instEvent(in))
+		evs = append(evs, opEvent(op, in), instEvent(in))
 		return nil
 	})
 	if err != nil {
@@ -213,7 +213,9 @@ func (s *Service) newOp(instID, kind string, params json.RawMessage) mec.LcmOpOc
 		StartTime: now, StateEnteredTime: now, OperationParams: params}
 }
 
-func opEvent(op mec.LcmOpOcc) mec.Event { return mec.Event{Type: mec.EventOpOccState, OpOcc: &op} }
+func opEvent(op mec.LcmOpOcc, in mec.AppInstance) mec.Event {
+	return mec.Event{Type: mec.EventOpOccState, OpOcc: &op, Instance: &in}
+}
 func instEvent(in mec.AppInstance) mec.Event {
 	return mec.Event{Type: mec.EventInstanceState, Instance: &in}
 }

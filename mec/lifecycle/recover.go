@@ -67,7 +67,7 @@ func (s *Service) opAction(ctx context.Context, opID string, act func(tx mec.Tx,
 		if _, err := mec.Save(tx, mec.KindLcmOpOcc, op.ID, op, mec.AnyVersion); err != nil {
 			return err
 		}
-		evs = append(evs, opEvent(op), instEvent(in))
+		evs = append(evs, opEvent(op, in), instEvent(in))
 		return nil
 	})
 	if err != nil {
@@ -166,7 +166,7 @@ func (s *Service) ExpireOps(ctx context.Context) (int, error) {
 			if _, err := mec.Save(tx, mec.KindLcmOpOcc, op.ID, op, ov); err != nil {
 				return err
 			}
-			evs = append(evs, opEvent(op), instEvent(in))
+			evs = append(evs, opEvent(op, in), instEvent(in))
 		}
 		return nil
 	})
