@@ -21,12 +21,14 @@ func checkChecksum(c mec.Checksum) []mec.InvalidParam {
 	switch strings.ToUpper(strings.ReplaceAll(c.Algorithm, "-", "")) {
 	case "SHA256":
 		want = 64
+	case "SHA384":
+		want = 96
 	case "SHA512":
 		want = 128
 	case "":
-		bad = append(bad, mec.InvalidParam{Name: "checksum.algorithm", Reason: "required (SHA-256 or SHA-512)"})
+		bad = append(bad, mec.InvalidParam{Name: "checksum.algorithm", Reason: "required (SHA-256, SHA-384 or SHA-512)"})
 	default:
-		bad = append(bad, mec.InvalidParam{Name: "checksum.algorithm", Reason: fmt.Sprintf("unsupported %q: use SHA-256 or SHA-512", c.Algorithm)})
+		bad = append(bad, mec.InvalidParam{Name: "checksum.algorithm", Reason: fmt.Sprintf("unsupported %q: use SHA-256, SHA-384 or SHA-512", c.Algorithm)})
 	}
 	if _, err := hex.DecodeString(c.Hash); err != nil || c.Hash == "" {
 		bad = append(bad, mec.InvalidParam{Name: "checksum.hash", Reason: "must be a hexadecimal digest"})
