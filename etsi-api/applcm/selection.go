@@ -4,7 +4,9 @@ import (
 	"net/http"
 	"net/url"
 
+	"github.com/mecorch/mecorch/etsi-api/problem"
 	"github.com/mecorch/mecorch/etsi-api/selector"
+	"github.com/mecorch/mecorch/mec"
 )
 
 // selection is what a collection GET shows: which items (filter) with which
@@ -52,8 +54,12 @@ func opOccResource() resource {
 // exclude_default1 (a generator artefact); they are read as their plain
 // names.
 func parseSelection(r *http.Request, res resource) (selection, error) {
+	raw, err := selector.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return selection{}, problem.Invalid("malformed query string", mec.InvalidParam{Name: "query", Reason: err.Error()})
+	}
 	q := url.Values{}
-	for k, v := range r.URL.Query() {
+	for k, v := range raw {
 		switch k {
 		case "filter1", "fields1", "exclude_fields1", "exclude_default1":
 			k = k[:len(k)-1]

@@ -3,11 +3,6 @@ package apppkgm
 import (
 	"fmt"
 	"net/http"
-	"net/url"
-	"strings"
-
-	"github.com/mecorch/mecorch/etsi-api/problem"
-	"github.com/mecorch/mecorch/mec"
 
 	"github.com/mecorch/mecorch/etsi-api/selector"
 )
@@ -28,12 +23,7 @@ func (h *Handler) listPkgs(w http.ResponseWriter, r *http.Request) {
 	if !h.acceptsJSON(w, r) {
 		return
 	}
-	q, err := selectorQuery(r.URL.RawQuery)
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	sel, err := selector.Parse(q, pkgAttributes()...)
+	sel, err := selector.ParseRequest(r, pkgAttributes()...)
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -56,27 +46,4 @@ func (h *Handler) listPkgs(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.writeJSON(w, r, http.StatusOK, out)
-}
-
-// selectorQuery parses a query string the way MEC 009 writes it: ';'
-// separates the expressions of one filter, (eq,a,1);(eq,b,2), and is not a
-// pair separator. net/url refuses a ';' and drops the whole pair, which
-// would silently widen the filter to everything.
-func selectorQuery(raw string) (url.Values, error) {
-	v := url.Values{}
-	for _, pair := range strings.Split(raw, "&") {
-		if pair == "" {
-			continue
-		}
-		k, val, _ := strings.Cut(pair, "=")
-		key, err := url.QueryUnescape(k)
-		if err != nil {
-			return nil, problem.Invalid("malformed query string", mec.InvalidParam{Name: k, Reason: err.Error()})
-		}
-		if val, err = url.QueryUnescape(val); err != nil {
-			return nil, problem.Invalid("malformed query string", mec.InvalidParam{Name: key, Reason: err.Error()})
-		}
-		v[key] = append(v[key], val)
-	}
-	return v, nil
 }

@@ -1,0 +1,147 @@
+// Command mecorch is the edge orchestrator: it serves the ETSI MEC APIs and
+// the operator API over its store.
+//
+//	mecorch serve [--listen 127.0.0.1:8080] [--store DIR | --store postgres://…]
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	etsiapi "github.com/mecorch/mecorch/etsi-api"
+	"github.com/mecorch/mecorch/mec"
+	"github.com/mecorch/mecorch/mec/store/boltstore"
+	"github.com/mecorch/mecorch/mec/store/pgstore"
+)
+
+const usage = `mecorch: ETSI MEC edge orchestrator
+
+usage:
+  mecorch serve [flags]    serve the APIs (mecorch serve -h for flags)
+`
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	switch os.Args[1] {
+	case "serve":
+		if err := serve(os.Args[2:], os.Stderr); err != nil {
+			fmt.Fprintln(os.Stderr, "mecorch:", err)
+			os.Exit(1)
+		}
+	case "-h", "--help", "help":
+		fmt.Print(usage)
+	default:
+		fmt.Fprintf(os.Stderr, "mecorch: unknown command %q\n%s", os.Args[1], usage)
+		os.Exit(2)
+	}
+}
+
+func serve(args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	listen := fs.String("listen", "127.0.0.1:8080", "address to serve HTTP on")
+	storeArg := fs.String("store", "mecorch-data", "embedded store directory, or a postgres:// DSN")
+	baseURL := fs.String("base-url", "", "external URL of this server for _links (default http://<listen>)")
+	adminToken := fs.String("admin-token", "", "bootstrap operator bearer token (default $MECORCH_ADMIN_TOKEN)")
+	keyFile := fs.String("token-key-file", "", "file with the token signing key (shared by replicas); default: a random key per start")
+	opTimeout := fs.Duration("op-timeout", 10*time.Minute, "how long an LCM operation waits for its host's agent before FAILED_TEMP (0: for ever)")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if *adminToken == "" {
+		*adminToken = os.Getenv("MECORCH_ADMIN_TOKEN")
+	}
+	var key []byte
+	if *keyFile != "" {
+		k, err := os.ReadFile(*keyFile)
+		if err != nil {
+			return fmt.Errorf("--token-key-file: %w", err)
+		}
+		key = []byte(strings.TrimSpace(string(k)))
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	store, engine, err := openStore(ctx, *storeArg)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	if *baseURL == "" {
+		*baseURL = "http://" + ln.Addr().String()
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	srv, err := etsiapi.New(etsiapi.Config{
+		BaseURL: strings.TrimRight(*baseURL, "/"), AdminToken: *adminToken, SigningKey: key,
+		OpTimeout: *opTimeout, StoreEngine: engine,
+	}, store, time.Now, log, reg)
+	if err != nil {
+		return err
+	}
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+
+	errc := make(chan error, 2)
+	go func() { errc <- srv.Run(ctx) }()
+	go func() {
+		if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			errc <- err
+		}
+	}()
+	log.Info("mecorch serving", "listen", ln.Addr().String(), "store", engine, "baseURL", *baseURL)
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		if err != nil {
+			return err
+		}
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return hs.Shutdown(sctx)
+}
+
+// openStore opens the embedded store in a directory, or Postgres for a DSN.
+func openStore(ctx context.Context, arg string) (mec.Store, string, error) {
+	if strings.HasPrefix(arg, "postgres://") || strings.HasPrefix(arg, "postgresql://") {
+		s, err := pgstore.Open(ctx, arg, pgstore.Options{})
+		if err != nil {
+			return nil, "", fmt.Errorf("open postgres store: %w", err)
+		}
+		return s, "postgres", nil
+	}
+	s, err := boltstore.Open(arg, boltstore.Options{})
+	if err != nil {
+		return nil, "", fmt.Errorf("open embedded store: %w", err)
+	}
+	return s, "embedded", nil
+}

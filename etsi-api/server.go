@@ -1,0 +1,181 @@
+// Package etsiapi assembles mecorch's HTTP surface: the ETSI MEC APIs at the
+// base paths of their OpenAPI files (/app_pkgm/v1, /app_lcm/v1), the
+// operator API under /api/v1/, the OAuth 2.0 token endpoint, /healthz and
+// /metrics. Each API lives in its own sub-package; this one wires them to
+// the domain services, authentication, metrics and notification delivery.
+package etsiapi
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/mecorch/mecorch/etsi-api/applcm"
+	"github.com/mecorch/mecorch/etsi-api/apppkgm"
+	"github.com/mecorch/mecorch/etsi-api/auth"
+	"github.com/mecorch/mecorch/etsi-api/httpmw"
+	"github.com/mecorch/mecorch/etsi-api/notify"
+	"github.com/mecorch/mecorch/etsi-api/operator"
+	"github.com/mecorch/mecorch/etsi-api/problem"
+	"github.com/mecorch/mecorch/mec"
+	"github.com/mecorch/mecorch/mec/catalog"
+	"github.com/mecorch/mecorch/mec/inventory"
+	"github.com/mecorch/mecorch/mec/lifecycle"
+	"github.com/mecorch/mecorch/mec/placement"
+)
+
+// Config is what the server needs beyond its store.
+type Config struct {
+	// BaseURL is this server's external URL, for absolute _links.
+	BaseURL string
+	// AdminToken, when set, is a bearer token with the operator role.
+	AdminToken string
+	// SigningKey signs access tokens; empty means a random key per start.
+	SigningKey []byte
+	TokenTTL   time.Duration
+	// OpTimeout: see lifecycle.Config.
+	OpTimeout time.Duration
+	// StoreEngine names the store for /healthz ("embedded", "postgres").
+	StoreEngine string
+	Notify      notify.Config
+}
+
+// Server is mecorch's API server.
+type Server struct {
+	cfg        Config
+	store      mec.Store
+	clock      mec.Clock
+	log        *slog.Logger
+	handler    http.Handler
+	sender     *notify.Sender
+	dispatcher *dispatcher
+	catalog    *catalog.Service
+	lifecycle  *lifecycle.Service
+}
+
+// New wires the services and the HTTP handlers over store. Metrics are
+// registered on reg.
+func New(cfg Config, store mec.Store, clock mec.Clock, log *slog.Logger, reg *prometheus.Registry) (*Server, error) {
+	if cfg.TokenTTL == 0 {
+		cfg.TokenTTL = time.Hour
+	}
+	s := &Server{cfg: cfg, store: store, clock: clock, log: log}
+	s.sender = notify.New(cfg.Notify, &http.Client{Timeout: 10 * time.Second}, log)
+	reg.MustRegister(s.sender.Collectors()...)
+
+	a, err := auth.New(auth.Config{AdminToken: cfg.AdminToken, SigningKey: cfg.SigningKey, TokenTTL: cfg.TokenTTL}, store, clock, log)
+	if err != nil {
+		return nil, err
+	}
+	engine := placement.Default(placement.Options{Clock: clock})
+	inv := inventory.New(store, clock, log)
+
+	// The services publish to the dispatcher, which needs the API
+	// handlers to match subscriptions: build it first, fill it after.
+	s.dispatcher = newDispatcher(4096, s.sender, log)
+	s.catalog = catalog.New(store, s.dispatcher, clock, log, catalog.DefaultOptions())
+	placements := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "mecorch_placement_decision_seconds",
+		Help:    "Time the placement engine took per decision, by outcome (placed, nofit, error).",
+		Buckets: prometheus.ExponentialBuckets(10e-6, 2, 16),
+	}, []string{"outcome"})
+	reg.MustRegister(placements)
+	s.lifecycle = lifecycle.New(lifecycle.Config{
+		OpTimeout: cfg.OpTimeout,
+		ObservePlacement: func(outcome string, took time.Duration) {
+			placements.WithLabelValues(outcome).Observe(took.Seconds())
+		},
+	}, store, engine, s.dispatcher, clock, log)
+	pkgm := apppkgm.New(apppkgm.Config{BaseURL: cfg.BaseURL}, s.catalog, store, clock, log)
+	lcm := applcm.New(applcm.Config{BaseURL: cfg.BaseURL}, s.lifecycle, store, clock, log)
+	s.dispatcher.notifiers = []notifier{
+		func(ctx context.Context, ev mec.Event) ([]delivery, error) {
+			outs, err := pkgm.Notifications(ctx, ev)
+			ds := make([]delivery, len(outs))
+			for i, o := range outs {
+				ds[i] = delivery{o.CallbackURI, o.Body}
+			}
+			return ds, err
+		},
+		func(ctx context.Context, ev mec.Event) ([]delivery, error) {
+			outs, err := lcm.Notifications(ctx, ev)
+			ds := make([]delivery, len(outs))
+			for i, o := range outs {
+				ds[i] = delivery{o.CallbackURI, o.Body}
+			}
+			return ds, err
+		},
+	}
+
+	operatorOnly := a.Require(auth.RoleOperator)
+	providers := a.Require(auth.RoleAppProvider) // operators always pass
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", s.healthz)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.Handle(auth.TokenPath, a.TokenHandler())
+	mux.Handle(auth.ClientsPath, a.ClientsHandler()) // operator-only inside
+	mux.Handle(auth.ClientsPath+"/", a.ClientsHandler())
+	mux.Handle("/api/v1/", operatorOnly(operator.NewHandler(inv, log)))
+	agentAPI{lc: s.lifecycle}.routes(mux, operatorOnly)
+	mux.Handle("/app_pkgm/v1/", providers(pkgm))
+	mux.Handle("/app_lcm/v1/", providers(lcm))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		problem.Write(w, r, problem.Details{Status: http.StatusNotFound, Detail: "no API at " + r.URL.Path})
+	})
+
+	metrics, err := httpmw.NewMetrics(reg, clock)
+	if err != nil {
+		return nil, err
+	}
+	// ETSI filters join expressions with ';', which Go's server otherwise
+	// refuses to split on.
+	s.handler = http.AllowQuerySemicolons(httpmw.Chain(mux, httpmw.Log(log, clock), metrics.Wrap, httpmw.Recover(log)))
+	return s, nil
+}
+
+// Handler is the server's HTTP handler.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Run runs the background work (notification delivery, expiry of
+// operations whose agent never answered) until ctx ends. It first repairs
+// what a crash may have left half done.
+func (s *Server) Run(ctx context.Context) error {
+	if n, err := s.catalog.Recover(ctx); err != nil {
+		return err
+	} else if n > 0 {
+		s.log.Warn("app packages left PROCESSING by a restart reset to CREATED", "count", n)
+	}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); _ = s.sender.Run(ctx) }()
+	go func() { defer wg.Done(); _ = s.dispatcher.Run(ctx) }()
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			wg.Wait()
+			return nil
+		case <-t.C:
+			if _, err := s.lifecycle.ExpireOps(ctx); err != nil && ctx.Err() == nil {
+				s.log.Error("expire LCM operations", "err", err)
+			}
+		}
+	}
+}
+
+// healthz answers 200 when the store answers.
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.store.View(ctx, func(mec.Tx) error { return nil }); err != nil {
+		problem.Write(w, r, problem.Details{Status: http.StatusServiceUnavailable, Detail: "store unavailable"})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "store": s.cfg.StoreEngine})
+}
