@@ -37,6 +37,9 @@ import (
 	"github.com/mecorch/mecorch/mec/store/pgstore"
 )
 
+// loadToken is the operator token of the in-process server.
+const loadToken = "mecload-operator-token"
+
 func main() {
 	engines := flag.String("engines", "embedded", "comma-separated: embedded, postgres")
 	n := flag.Int("n", 2000, "instances to create and instantiate per engine")
@@ -91,7 +94,7 @@ func run(engine string, n, conc, hosts int, pgDSN, pkgPath string) error {
 	}
 	base := "http://" + ln.Addr().String()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv, err := etsiapi.New(etsiapi.Config{BaseURL: base, AdminToken: "load", StoreEngine: engine}, store, time.Now, log, prometheus.NewRegistry())
+	srv, err := etsiapi.New(etsiapi.Config{BaseURL: base, AdminToken: loadToken, StoreEngine: engine}, store, time.Now, log, prometheus.NewRegistry())
 	if err != nil {
 		return err
 	}
@@ -215,7 +218,7 @@ func (c *client) do(method, path string, body any) (int, []byte, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	req.Header.Set("Authorization", "Bearer load")
+	req.Header.Set("Authorization", "Bearer "+loadToken)
 	if body != nil {
 		req.Header.Set("Content-Type", ct)
 	}
