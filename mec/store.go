@@ -46,6 +46,9 @@ const (
 	KindLcmOpOcc     Kind = "lcm_op_occ"
 	KindSubscription Kind = "subscription"
 	KindClient       Kind = "oauth_client"
+	// KindSpreadGroup counts, per spread key, the placed instances on each
+	// site, so that a placement need not read every instance.
+	KindSpreadGroup Kind = "spread_group"
 )
 
 // AnyVersion, when passed as ifVersion, writes whatever the current version;

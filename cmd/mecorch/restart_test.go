@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/mecorch/mecorch/internal/pgtest"
 	"github.com/mecorch/mecorch/mec"
+	"github.com/mecorch/mecorch/mec/lifecycle"
 	"github.com/mecorch/mecorch/mec/store/boltstore"
 	"github.com/mecorch/mecorch/mec/store/pgstore"
 )
@@ -144,8 +146,9 @@ func checkAcked(t *testing.T, c *client, acked *ackLog) {
 }
 
 // checkConsistent verifies the store's invariants directly: each host's
-// allocation is exactly the sum of its instances' reservations, and every
-// placed instance has an operation that tracks it.
+// allocation is exactly the sum of its instances' reservations, the spread
+// counters match the placed instances, and every placed instance has an
+// operation that tracks it.
 func checkConsistent(t *testing.T, s mec.Store) {
 	t.Helper()
 	err := s.View(context.Background(), func(tx mec.Tx) error {
@@ -158,7 +161,14 @@ func checkConsistent(t *testing.T, s mec.Store) {
 			return err
 		}
 		sum := map[string]mec.Resources{}
+		peers := map[string]map[string]int{} // spread key → site → placed instances
 		for _, in := range insts {
+			if in.HostID != "" {
+				if peers[in.Constraints.SpreadKey] == nil {
+					peers[in.Constraints.SpreadKey] = map[string]int{}
+				}
+				peers[in.Constraints.SpreadKey][in.SiteID]++
+			}
 			if in.HostID == "" {
 				if in.Reserved != (mec.Resources{}) {
 					return fmt.Errorf("instance %s holds a reservation on no host", in.ID)
@@ -177,6 +187,18 @@ func checkConsistent(t *testing.T, s mec.Store) {
 				if op.AppInstanceID != in.ID {
 					return fmt.Errorf("operation %s belongs to %s, not %s", op.ID, op.AppInstanceID, in.ID)
 				}
+			}
+		}
+		groups, err := mec.LoadAll[lifecycle.SpreadGroup](tx, mec.KindSpreadGroup)
+		if err != nil {
+			return err
+		}
+		if len(groups) != len(peers) {
+			return fmt.Errorf("%d spread groups stored, %d in use", len(groups), len(peers))
+		}
+		for _, g := range groups {
+			if !maps.Equal(g.Sites, peers[g.Key]) {
+				return fmt.Errorf("spread group %s counts %v, instances say %v", g.Key, g.Sites, peers[g.Key])
 			}
 		}
 		for _, h := range hosts {

@@ -2,6 +2,7 @@ package lifecycle
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"sort"
@@ -114,10 +115,11 @@ func (s *Service) ReportStatus(ctx context.Context, r HostReport) error {
 			return err
 		}
 		for _, rec := range insts {
-			in, v, err := mec.Load[mec.AppInstance](tx, mec.KindAppInstance, rec.ID)
-			if err != nil {
-				return err
+			var in mec.AppInstance
+			if err := json.Unmarshal(rec.Doc, &in); err != nil {
+				return fmt.Errorf("decode app instance %q: %w", rec.ID, err)
 			}
+			v := rec.Version
 			if in.HostID != r.HostID {
 				continue
 			}
@@ -215,6 +217,9 @@ func (s *Service) release(tx mec.Tx, in *mec.AppInstance) error {
 	h.Allocated = h.Allocated.Sub(in.Reserved)
 	h.DesiredGeneration++
 	if _, err := mec.Save(tx, mec.KindHost, h.ID, h, hv); err != nil {
+		return err
+	}
+	if err := countPeer(tx, in.Constraints.SpreadKey, in.SiteID, -1); err != nil {
 		return err
 	}
 	in.HostID, in.SiteID, in.Reserved, in.DesiredState, in.ObservedState, in.Placement = "", "", mec.Resources{}, "", "", nil

@@ -225,6 +225,16 @@ func TestOperateAndTerminateRelease(t *testing.T) {
 	if got.State != mec.OpStateCompleted || in.InstantiationState != mec.NotInstantiated || in.HostID != "" || h.Allocated != (mec.Resources{}) {
 		t.Fatalf("after terminate: op %s, instance %s on %q, host allocated %+v", got.State, in.InstantiationState, in.HostID, h.Allocated)
 	}
+	err = f.store.View(ctx, func(tx mec.Tx) error {
+		recs, err := tx.List(mec.KindSpreadGroup)
+		if len(recs) != 0 {
+			t.Errorf("spread groups left after the last instance went: %d", len(recs))
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := f.lc.Delete(ctx, in.ID); err != nil {
 		t.Fatal(err)
 	}

@@ -23,17 +23,11 @@ func (s *Service) place(tx mec.Tx, need mec.Resources, cons mec.PlacementConstra
 	if err != nil {
 		return mec.Decision{}, err
 	}
-	insts, err := mec.LoadAll[mec.AppInstance](tx, mec.KindAppInstance)
+	group, _, err := loadGroup(tx, cons.SpreadKey)
 	if err != nil {
 		return mec.Decision{}, err
 	}
-	peers := map[string]int{}
-	for _, in := range insts {
-		if in.HostID != "" && in.Constraints.SpreadKey == cons.SpreadKey {
-			peers[in.SiteID]++
-		}
-	}
-	req := &placement.Request{Need: need, Constraints: cons, Peers: peers}
+	req := &placement.Request{Need: need, Constraints: cons, Peers: group.Sites}
 	start := time.Now()
 	d, err := s.engine.Place(req, placement.NewSnapshot(hosts, sites))
 	var nf *placement.NoFitError
@@ -88,4 +82,46 @@ func transient(filter string) bool {
 		return true
 	}
 	return false
+}
+
+// SpreadGroup is the stored count of placed instances per site for one
+// spread key. It changes in the same transactions as the instances it
+// counts (placement and release), so it is never out of step with them.
+type SpreadGroup struct {
+	Key   string         `json:"key"`
+	Sites map[string]int `json:"sites"`
+}
+
+func loadGroup(tx mec.Tx, key string) (SpreadGroup, int64, error) {
+	g, v, err := mec.Load[SpreadGroup](tx, mec.KindSpreadGroup, key)
+	if errors.Is(err, mec.ErrNotFound) {
+		return SpreadGroup{Key: key, Sites: map[string]int{}}, mec.MustNotExist, nil
+	}
+	if g.Sites == nil {
+		g.Sites = map[string]int{}
+	}
+	return g, v, err
+}
+
+// countPeer adds delta to the instances of key on site.
+func countPeer(tx mec.Tx, key, site string, delta int) error {
+	if key == "" || site == "" {
+		return nil
+	}
+	g, v, err := loadGroup(tx, key)
+	if err != nil {
+		return err
+	}
+	g.Sites[site] += delta
+	if g.Sites[site] <= 0 {
+		delete(g.Sites, site)
+	}
+	if len(g.Sites) == 0 {
+		if v == mec.MustNotExist {
+			return nil
+		}
+		return tx.Delete(mec.KindSpreadGroup, key, v)
+	}
+	_, err = mec.Save(tx, mec.KindSpreadGroup, key, g, v)
+	return err
 }
