@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/mecorch/mecorch/mec"
+	"github.com/mecorch/mecorch/mec/catalog"
 )
 
 func TestInstanceResource(t *testing.T) {
@@ -117,7 +118,7 @@ func TestCreateInstanceErrors(t *testing.T) {
 		huge := `{"appDId": "` + strings.Repeat("x", maxBody) + `"}`
 		wantStatus(t, e.do("POST", "app_instances", huge), http.StatusRequestEntityTooLarge)
 
-		if _, err := e.cat.SetOperationalState(context.Background(), e.pkg.ID, mec.PkgDisabled); err != nil {
+		if _, err := e.cat.SetOperationalState(context.Background(), e.pkg.ID, mec.PkgDisabled, catalog.Unconditional()); err != nil {
 			t.Fatal(err)
 		}
 		wantStatus(t, e.do("POST", "app_instances", map[string]any{"appDId": e.pkg.AppDID}), http.StatusConflict)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/mecorch/mecorch/etsi-api/auth"
 	"github.com/mecorch/mecorch/etsi-api/notify"
 	"github.com/mecorch/mecorch/mec"
 )
@@ -130,7 +131,7 @@ func (h *Handler) createSub(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	sub.ID, sub.CreatedAt = h.ids(), h.clock()
+	sub.ID, sub.CreatedAt, sub.Owner = h.ids(), h.clock(), ownerOf(r.Context())
 	err = h.store.Update(r.Context(), func(tx mec.Tx) error {
 		_, err := mec.Save(tx, mec.KindSubscription, sub.ID, sub, mec.MustNotExist)
 		return err
@@ -178,7 +179,7 @@ func (h *Handler) listSubs(w http.ResponseWriter, r *http.Request) {
 		out.Links.Self.Href += "?subscriptiontype=" + want
 	}
 	for _, s := range subs {
-		if want == "" || s.Type == want {
+		if (want == "" || s.Type == want) && visibleTo(r.Context(), s) {
 			out.Links.Subscriptions = append(out.Links.Subscriptions, subLinkItem{Href: l.sub(s.ID), SubscriptionType: s.Type})
 		}
 	}
@@ -189,7 +190,7 @@ func (h *Handler) getSub(w http.ResponseWriter, r *http.Request) {
 	var sub mec.Subscription
 	err := h.store.View(r.Context(), func(tx mec.Tx) error {
 		var err error
-		sub, _, err = loadSub(tx, r.PathValue("subscriptionId"))
+		sub, _, err = loadSub(r.Context(), tx, r.PathValue("subscriptionId"))
 		return err
 	})
 	if err != nil {
@@ -202,7 +203,7 @@ func (h *Handler) getSub(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) deleteSub(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("subscriptionId")
 	err := h.store.Update(r.Context(), func(tx mec.Tx) error {
-		_, v, err := loadSub(tx, id)
+		_, v, err := loadSub(r.Context(), tx, id)
 		if err != nil {
 			return err
 		}
@@ -215,17 +216,19 @@ func (h *Handler) deleteSub(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// loadSub reads one of this API's subscriptions; the package management
-// API's, which share the kind, are not found here.
-func loadSub(tx mec.Tx, id string) (mec.Subscription, int64, error) {
+// loadSub reads one of this API's subscriptions that ctx's caller may see;
+// the package management API's, which share the kind, and other clients'
+// are not found here (a 403 would tell that they exist).
+func loadSub(ctx context.Context, tx mec.Tx, id string) (mec.Subscription, int64, error) {
 	s, v, err := mec.Load[mec.Subscription](tx, mec.KindSubscription, id)
-	if errors.Is(err, mec.ErrNotFound) || (err == nil && s.API != apiName) {
+	if errors.Is(err, mec.ErrNotFound) || (err == nil && (s.API != apiName || !visibleTo(ctx, s))) {
 		return s, 0, mec.Errorf(http.StatusNotFound, nil, "subscription %q not found", id)
 	}
 	return s, v, err
 }
 
-// subscriptions returns every subscription of this API.
+// subscriptions returns every subscription of this API, whoever owns it
+// (notifications go to each).
 func (h *Handler) subscriptions(ctx context.Context) ([]mec.Subscription, error) {
 	var out []mec.Subscription
 	err := h.store.View(ctx, func(tx mec.Tx) error {
@@ -238,4 +241,25 @@ func (h *Handler) subscriptions(ctx context.Context) ([]mec.Subscription, error)
 		return err
 	})
 	return out, err
+}
+
+// ownerOf is the Owner of a subscription that ctx's caller creates: its
+// client ID, or "" when the request carries no principal.
+func ownerOf(ctx context.Context) string {
+	p, _ := auth.PrincipalFrom(ctx)
+	return p.ClientID
+}
+
+// visibleTo reports whether ctx's caller may see sub: an operator sees
+// every subscription, anyone else only those it created, so that one app
+// provider cannot read (or learn of) another's callbacks and filters. A
+// request without a principal sees them all: the assembled server
+// authenticates every request before it reaches this API, so only the
+// handler used on its own (unit tests) meets one.
+func visibleTo(ctx context.Context, sub mec.Subscription) bool {
+	p, ok := auth.PrincipalFrom(ctx)
+	if !ok || p.Role == auth.RoleOperator {
+		return true
+	}
+	return sub.Owner != "" && sub.Owner == p.ClientID
 }

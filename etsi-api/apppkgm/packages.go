@@ -95,12 +95,12 @@ func (h *Handler) patchPkg(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	ref := r.PathValue("appDId")
-	if err := h.checkIfMatch(r, ref); err != nil {
+	ref, pre, err := h.precondition(r, r.PathValue("appDId"))
+	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
-	p, err := h.cat.SetOperationalState(r.Context(), ref, state)
+	p, err := h.cat.SetOperationalState(r.Context(), ref, state, pre)
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -128,12 +128,12 @@ func decodeModifications(body []byte) (string, error) {
 
 // deletePkg is DELETE /onboarded_app_packages/{appDId}.
 func (h *Handler) deletePkg(w http.ResponseWriter, r *http.Request) {
-	ref := r.PathValue("appDId")
-	if err := h.checkIfMatch(r, ref); err != nil {
+	ref, pre, err := h.precondition(r, r.PathValue("appDId"))
+	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
-	if err := h.cat.Delete(r.Context(), ref); err != nil {
+	if err := h.cat.Delete(r.Context(), ref, pre); err != nil {
 		h.fail(w, r, err)
 		return
 	}
@@ -183,23 +183,37 @@ func (h *Handler) lookup(ctx context.Context, ref string) (pkgState, error) {
 	return st, nil
 }
 
-// checkIfMatch answers 412 when r has an If-Match the package's current
-// ETag does not satisfy. The check and the change that follows are two
-// transactions: a change landing between them is not caught here.
-func (h *Handler) checkIfMatch(r *http.Request, ref string) error {
-	im := r.Header.Get("If-Match")
-	if im == "" {
-		return nil
+// precondition turns r's If-Match into what the catalog checks in the
+// change's own transaction. The ETag is read here first only to answer a
+// tag that does not match at once and to learn which package ref names:
+// the change is then asked of that package by ID (an appDId could name
+// another package by then) at the version and usage state the matching tag
+// stands for, so that a change landing in between answers 412 too. "*"
+// asks only that the package exist, which the catalog checks anyway.
+func (h *Handler) precondition(r *http.Request, ref string) (string, catalog.Precondition, error) {
+	im := strings.Join(r.Header.Values("If-Match"), ",")
+	if strings.TrimSpace(im) == "" || anyTag(im) {
+		return ref, catalog.Unconditional(), nil
 	}
 	st, err := h.lookup(r.Context(), ref)
 	if err != nil {
-		return err
+		return ref, catalog.Precondition{}, err
 	}
 	if !etagMatches(im, st.etag(), false) {
-		return problem.New(http.StatusPreconditionFailed,
+		return ref, catalog.Precondition{}, problem.New(http.StatusPreconditionFailed,
 			fmt.Sprintf("app package %s has changed: its ETag is %s, If-Match asked for %s", st.pkg.ID, st.etag(), im))
 	}
-	return nil
+	return st.pkg.ID, catalog.Precondition{Version: st.version, Usage: st.usage}, nil
+}
+
+// anyTag reports whether a conditional header is "*".
+func anyTag(header string) bool {
+	for _, t := range strings.Split(header, ",") {
+		if strings.TrimSpace(t) == "*" {
+			return true
+		}
+	}
+	return false
 }
 
 // etagMatches reports whether a conditional header's list of entity tags

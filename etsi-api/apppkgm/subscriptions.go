@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/mecorch/mecorch/etsi-api/auth"
 	"github.com/mecorch/mecorch/etsi-api/notify"
 	"github.com/mecorch/mecorch/etsi-api/problem"
 	"github.com/mecorch/mecorch/mec"
@@ -31,7 +32,7 @@ func (h *Handler) createSub(w http.ResponseWriter, r *http.Request) {
 	}
 	sub := mec.Subscription{
 		ID: h.ids(), API: apiName, Type: req.SubscriptionType, CallbackURI: req.CallbackURI,
-		Request: compactJSON(body), CreatedAt: h.clock(),
+		Request: compactJSON(body), Owner: ownerOf(r.Context()), CreatedAt: h.clock(),
 	}
 	if len(req.AppPkgFilter) > 0 {
 		if sub.Filter, err = json.Marshal(req.AppPkgFilter); err != nil {
@@ -136,13 +137,16 @@ func (h *Handler) listSubs(w http.ResponseWriter, r *http.Request) {
 		Subscriptions: make([]SubscriptionLink, 0, len(subs)),
 	}}
 	for _, s := range subs {
+		if !visibleTo(r.Context(), s) {
+			continue
+		}
 		list.Links.Subscriptions = append(list.Links.Subscriptions, SubscriptionLink{Href: h.subURL(s.ID), SubscriptionType: s.Type})
 	}
 	h.writeJSON(w, r, http.StatusOK, list)
 }
 
-// subscriptions returns this API's subscriptions; the kind is shared with
-// the other ETSI APIs.
+// subscriptions returns this API's subscriptions, whoever owns them (the
+// notifications go to each); the kind is shared with the other ETSI APIs.
 func (h *Handler) subscriptions(ctx context.Context) ([]mec.Subscription, error) {
 	var out []mec.Subscription
 	err := h.store.View(ctx, func(tx mec.Tx) error {
@@ -169,7 +173,7 @@ func (h *Handler) getSub(w http.ResponseWriter, r *http.Request) {
 	var sub mec.Subscription
 	err := h.store.View(r.Context(), func(tx mec.Tx) error {
 		var err error
-		sub, _, err = h.loadSub(tx, r.PathValue("subscriptionId"))
+		sub, _, err = h.loadSub(r.Context(), tx, r.PathValue("subscriptionId"))
 		return err
 	})
 	if err != nil {
@@ -182,7 +186,7 @@ func (h *Handler) getSub(w http.ResponseWriter, r *http.Request) {
 // deleteSub is DELETE /subscriptions/{subscriptionId}.
 func (h *Handler) deleteSub(w http.ResponseWriter, r *http.Request) {
 	err := h.store.Update(r.Context(), func(tx mec.Tx) error {
-		sub, v, err := h.loadSub(tx, r.PathValue("subscriptionId"))
+		sub, v, err := h.loadSub(r.Context(), tx, r.PathValue("subscriptionId"))
 		if err != nil {
 			return err
 		}
@@ -195,12 +199,34 @@ func (h *Handler) deleteSub(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// loadSub reads one of this API's subscriptions; another API's is as
-// absent as a missing one.
-func (h *Handler) loadSub(tx mec.Tx, id string) (mec.Subscription, int64, error) {
+// loadSub reads one of this API's subscriptions that ctx's caller may see;
+// another API's, or another client's, is as absent as a missing one (a 403
+// would tell that it exists).
+func (h *Handler) loadSub(ctx context.Context, tx mec.Tx, id string) (mec.Subscription, int64, error) {
 	sub, v, err := mec.Load[mec.Subscription](tx, mec.KindSubscription, id)
-	if errors.Is(err, mec.ErrNotFound) || err == nil && sub.API != apiName {
+	if errors.Is(err, mec.ErrNotFound) || err == nil && (sub.API != apiName || !visibleTo(ctx, sub)) {
 		return sub, 0, problem.New(http.StatusNotFound, fmt.Sprintf("subscription %q not found", id))
 	}
 	return sub, v, err
+}
+
+// ownerOf is the Owner of a subscription that ctx's caller creates: its
+// client ID, or "" when the request carries no principal.
+func ownerOf(ctx context.Context) string {
+	p, _ := auth.PrincipalFrom(ctx)
+	return p.ClientID
+}
+
+// visibleTo reports whether ctx's caller may see sub: an operator sees
+// every subscription, anyone else only those it created, so that one app
+// provider cannot read (or learn of) another's callbacks and filters. A
+// request without a principal sees them all: the assembled server
+// authenticates every request before it reaches this API, so only the
+// handler used on its own (unit tests) meets one.
+func visibleTo(ctx context.Context, sub mec.Subscription) bool {
+	p, ok := auth.PrincipalFrom(ctx)
+	if !ok || p.Role == auth.RoleOperator {
+		return true
+	}
+	return sub.Owner != "" && sub.Owner == p.ClientID
 }

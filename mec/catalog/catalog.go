@@ -183,8 +183,48 @@ func packagesInUse(tx mec.Tx) (map[string]int, error) {
 	return n, nil
 }
 
-// SetOperationalState enables or disables an onboarded package.
-func (s *Service) SetOperationalState(ctx context.Context, ref, state string) (mec.AppPackage, error) {
+// Precondition is the state a conditional change (an HTTP If-Match)
+// expects the package to be in. The change checks it in its own
+// transaction: a check made in an earlier one would miss a change landing
+// in between.
+type Precondition struct {
+	// Version is the package document's store version, or mec.AnyVersion
+	// for any. MustNotExist (the zero value) matches no package.
+	Version int64
+	// Usage is the usage state expected (mec.PkgInUse, mec.PkgNotInUse),
+	// or "" for any: it is part of the package's representation but is
+	// derived from the instances, so the version alone does not cover it.
+	Usage string
+}
+
+// Unconditional is the Precondition of an unconditional change.
+func Unconditional() Precondition { return Precondition{Version: mec.AnyVersion} }
+
+// check answers 412 unless p at version v, used as inUse says, is what pre
+// expects. The problem is not an mec.ErrConflict: a store retries a
+// transaction that returns one, and a stale precondition stays stale.
+func (pre Precondition) check(tx mec.Tx, p mec.AppPackage, v int64) error {
+	if pre.Version != mec.AnyVersion && pre.Version != v {
+		return mec.Errorf(http.StatusPreconditionFailed, nil,
+			"app package %s has changed: it is at version %d, the request expected version %d", p.ID, v, pre.Version)
+	}
+	if pre.Usage == "" {
+		return nil
+	}
+	inUse, err := packagesInUse(tx)
+	if err != nil {
+		return err
+	}
+	if u := usageOf(inUse, p.ID); u != pre.Usage {
+		return mec.Errorf(http.StatusPreconditionFailed, nil,
+			"app package %s has changed: it is %s, the request expected %s", p.ID, u, pre.Usage)
+	}
+	return nil
+}
+
+// SetOperationalState enables or disables an onboarded package, provided
+// it is as pre expects.
+func (s *Service) SetOperationalState(ctx context.Context, ref, state string, pre Precondition) (mec.AppPackage, error) {
 	if state != mec.PkgEnabled && state != mec.PkgDisabled {
 		return mec.AppPackage{}, mec.Errorf(http.StatusBadRequest,
 			[]mec.InvalidParam{{Name: "operationalState", Reason: "must be ENABLED or DISABLED"}}, "invalid operationalState %q", state)
@@ -194,6 +234,11 @@ func (s *Service) SetOperationalState(ctx context.Context, ref, state string) (m
 		var v int64
 		var err error
 		if p, v, err = resolve(tx, ref); err != nil {
+			return err
+		}
+		// A failed precondition answers before the change is judged
+		// (RFC 9110 13.2.2).
+		if err := pre.check(tx, p, v); err != nil {
 			return err
 		}
 		if p.OnboardingState != mec.PkgOnboarded {
@@ -217,13 +262,17 @@ func (s *Service) SetOperationalState(ctx context.Context, ref, state string) (m
 	return p, nil
 }
 
-// Delete removes a package that no instance uses, with its content.
-func (s *Service) Delete(ctx context.Context, ref string) error {
+// Delete removes a package that no instance uses, with its content,
+// provided it is as pre expects.
+func (s *Service) Delete(ctx context.Context, ref string, pre Precondition) error {
 	var p mec.AppPackage
 	err := s.store.Update(ctx, func(tx mec.Tx) error {
 		var v int64
 		var err error
 		if p, v, err = resolve(tx, ref); err != nil {
+			return err
+		}
+		if err := pre.check(tx, p, v); err != nil {
 			return err
 		}
 		inUse, err := packagesInUse(tx)

@@ -12,22 +12,55 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mecorch/mecorch/internal/pgtest"
 	"github.com/mecorch/mecorch/mec"
 	"github.com/mecorch/mecorch/mec/catalog"
 	"github.com/mecorch/mecorch/mec/store/boltstore"
+	"github.com/mecorch/mecorch/mec/store/pgstore"
 )
+
+// pg is one throwaway Postgres cluster for the package's tests, started by
+// the first test that asks for a database.
+var pg pgtest.Shared
+
+func TestMain(m *testing.M) { os.Exit(pg.Main(m)) }
+
+// engines open a fresh store of each kind. Without PostgreSQL installed
+// the postgres subtests skip, or fail under CI=true (pgtest).
+func engines() map[string]func(t *testing.T) mec.Store {
+	return map[string]func(t *testing.T) mec.Store{
+		"embedded": func(t *testing.T) mec.Store {
+			st, err := boltstore.Open(t.TempDir(), boltstore.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = st.Close() })
+			return st
+		},
+		"postgres": func(t *testing.T) mec.Store {
+			st, err := pgstore.Open(context.Background(), pg.Database(t), pgstore.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = st.Close() })
+			return st
+		},
+	}
+}
 
 type sink struct{ types []mec.EventType }
 
 func (s *sink) Publish(ev mec.Event) { s.types = append(s.types, ev.Type) }
 
+// setup returns a catalogue over the embedded store, the sample package
+// and its SHA-256.
 func setup(t *testing.T) (*catalog.Service, mec.Store, *sink, []byte, string) {
 	t.Helper()
-	st, err := boltstore.Open(t.TempDir(), boltstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	return setupOn(t, engines()["embedded"](t))
+}
+
+func setupOn(t *testing.T, st mec.Store) (*catalog.Service, mec.Store, *sink, []byte, string) {
+	t.Helper()
 	zip, err := os.ReadFile("../../examples/edge-echo.zip")
 	if err != nil {
 		t.Fatal(err)
@@ -105,13 +138,13 @@ func TestOnboardLifecycle(t *testing.T) {
 	if _, data, err := c.Content(ctx, p.ID); err != nil || len(data) != len(zip) {
 		t.Fatalf("content: %d bytes, %v", len(data), err)
 	}
-	if _, err := c.SetOperationalState(ctx, p.ID, mec.PkgDisabled); err != nil {
+	if _, err := c.SetOperationalState(ctx, p.ID, mec.PkgDisabled, catalog.Unconditional()); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.SetOperationalState(ctx, p.ID, mec.PkgDisabled); problemOf(t, err).Status != http.StatusConflict {
+	if _, err := c.SetOperationalState(ctx, p.ID, mec.PkgDisabled, catalog.Unconditional()); problemOf(t, err).Status != http.StatusConflict {
 		t.Fatalf("disable twice: %v", err)
 	}
-	if err := c.Delete(ctx, p.ID); err != nil {
+	if err := c.Delete(ctx, p.ID, catalog.Unconditional()); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := c.Get(ctx, p.ID); problemOf(t, err).Status != http.StatusNotFound {
@@ -145,7 +178,7 @@ func TestDeleteInUseAndRecover(t *testing.T) {
 	if u, _ := c.UsageState(ctx, p.ID); u != mec.PkgInUse {
 		t.Fatalf("usage %s", u)
 	}
-	if err := c.Delete(ctx, p.ID); problemOf(t, err).Status != http.StatusConflict {
+	if err := c.Delete(ctx, p.ID, catalog.Unconditional()); problemOf(t, err).Status != http.StatusConflict {
 		t.Fatalf("delete in use: %v", err)
 	}
 	// A package left PROCESSING by a crash is reset by Recover.
