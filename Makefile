@@ -33,12 +33,12 @@ deps:
 vet:
 	$(GO) vet ./...
 
-# test: everything, on both store engines. Each Postgres test package starts
+# test: everything, with the race detector, on both store engines. Each Postgres test package starts
 # its own throwaway cluster in a temp dir and removes it afterwards.
 test: deps vet
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 		if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
-	$(GO) test -count=1 -timeout 12m ./...
+	$(GO) test -race -count=1 -timeout 12m ./...
 
 # fuzz: a short run of every fuzz target (long runs: FUZZTIME=10m).
 FUZZTIME ?= 30s
