@@ -49,6 +49,14 @@ const (
 	// KindSpreadGroup counts, per spread key, the placed instances on each
 	// site, so that a placement need not read every instance.
 	KindSpreadGroup Kind = "spread_group"
+	// KindHostLiveness keeps what every agent report refreshes (the last
+	// heartbeat), apart from the host document, so that heartbeats neither
+	// conflict with placements that read every host nor change the host's
+	// ETag under an operator's If-Match.
+	KindHostLiveness Kind = "host_liveness"
+	// KindHostInstances indexes the instances placed on each host, so that
+	// a host's desired state and reports read only its own instances.
+	KindHostInstances Kind = "host_instances"
 )
 
 // AnyVersion, when passed as ifVersion, writes whatever the current version;

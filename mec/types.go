@@ -80,6 +80,14 @@ type Host struct {
 	CreatedAt          time.Time         `json:"createdAt"`
 }
 
+// HostLiveness is the part of a host's status that every agent report
+// refreshes; it is stored apart from Host (KindHostLiveness) and merged into
+// Host.LastHeartbeat when a host is read.
+type HostLiveness struct {
+	HostID        string    `json:"hostId"`
+	LastHeartbeat time.Time `json:"lastHeartbeat"`
+}
+
 // Free is what is left on h for new reservations.
 func (h Host) Free() Resources { return h.Capacity.Sub(h.Allocated) }
 

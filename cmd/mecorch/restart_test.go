@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sync"
 	"syscall"
 	"testing"
@@ -187,6 +188,24 @@ func checkConsistent(t *testing.T, s mec.Store) {
 				if op.AppInstanceID != in.ID {
 					return fmt.Errorf("operation %s belongs to %s, not %s", op.ID, op.AppInstanceID, in.ID)
 				}
+			}
+		}
+		byHost := map[string][]string{}
+		for _, in := range insts {
+			if in.HostID != "" {
+				byHost[in.HostID] = append(byHost[in.HostID], in.ID)
+			}
+		}
+		idx, err := mec.LoadAll[lifecycle.HostInstances](tx, mec.KindHostInstances)
+		if err != nil {
+			return err
+		}
+		if len(idx) != len(byHost) {
+			return fmt.Errorf("%d host indexes stored, %d hosts have instances", len(idx), len(byHost))
+		}
+		for _, x := range idx {
+			if !slices.Equal(x.Instances, byHost[x.HostID]) { // both sorted by instance ID
+				return fmt.Errorf("host %s index %v, instances say %v", x.HostID, x.Instances, byHost[x.HostID])
 			}
 		}
 		groups, err := mec.LoadAll[lifecycle.SpreadGroup](tx, mec.KindSpreadGroup)

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/mecorch/mecorch/mec"
 )
@@ -53,10 +54,28 @@ func (s *Service) GetHost(ctx context.Context, id string) (mec.Host, int64, erro
 	var ver int64
 	err := s.store.View(ctx, func(tx mec.Tx) error {
 		var err error
-		h, ver, err = loadHost(tx, id)
-		return err
+		if h, ver, err = loadHost(tx, id); err != nil {
+			return err
+		}
+		return withLiveness(tx, []mec.Host{h}, func(i int, t time.Time) { h.LastHeartbeat = &t })
 	})
 	return h, ver, wrap(err, "get host %q", id)
+}
+
+// withLiveness hands set the last heartbeat of each host that has one; it
+// lives apart from the host document (see mec.KindHostLiveness).
+func withLiveness(tx mec.Tx, hosts []mec.Host, set func(i int, t time.Time)) error {
+	for i, h := range hosts {
+		l, _, err := mec.Load[mec.HostLiveness](tx, mec.KindHostLiveness, h.ID)
+		if errors.Is(err, mec.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		set(i, l.LastHeartbeat)
+	}
+	return nil
 }
 
 // ListHosts returns the hosts of siteID, or every host when siteID is
@@ -70,7 +89,10 @@ func (s *Service) ListHosts(ctx context.Context, siteID string) ([]mec.Host, err
 		} else {
 			hosts, err = hostsOfSite(tx, siteID)
 		}
-		return err
+		if err != nil {
+			return err
+		}
+		return withLiveness(tx, hosts, func(i int, t time.Time) { hosts[i].LastHeartbeat = &t })
 	})
 	return hosts, wrap(err, "list hosts")
 }
@@ -159,6 +181,11 @@ func (s *Service) DeleteHost(ctx context.Context, id string, ifVersion int64) er
 			return mec.Errorf(http.StatusConflict, nil, "host %q has app instances %s: terminate them first",
 				id, idList(insts, func(i mec.AppInstance) string { return i.ID }))
 		}
+		// The heartbeat kept beside the host goes with it, so that a host
+		// registered again under this ID starts Unknown.
+		if err := tx.Delete(mec.KindHostLiveness, id, mec.AnyVersion); err != nil && !errors.Is(err, mec.ErrNotFound) {
+			return err
+		}
 		return tx.Delete(mec.KindHost, id, v)
 	})
 	if err != nil {
@@ -188,11 +215,14 @@ func (s *Service) SetState(ctx context.Context, hostID string, state mec.HostSta
 			return err
 		}
 		h, ver = cur, v
+		if err := withLiveness(tx, []mec.Host{cur}, func(_ int, t time.Time) { h.LastHeartbeat = &t }); err != nil {
+			return err
+		}
 		next := cur.State
 		switch {
 		case state == mec.HostDraining:
 			next = mec.HostDraining
-		case cur.State == mec.HostDraining && cur.LastHeartbeat == nil:
+		case cur.State == mec.HostDraining && h.LastHeartbeat == nil:
 			next = mec.HostUnknown
 		case cur.State == mec.HostDraining:
 			next = mec.HostReady
@@ -201,7 +231,9 @@ func (s *Service) SetState(ctx context.Context, hostID string, state mec.HostSta
 			return nil
 		}
 		h.State = next
-		ver, err = mec.Save(tx, mec.KindHost, hostID, h, v)
+		stored := h
+		stored.LastHeartbeat = nil // kept in its own document
+		ver, err = mec.Save(tx, mec.KindHost, hostID, stored, v)
 		return err
 	})
 	if err != nil {

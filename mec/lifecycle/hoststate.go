@@ -2,9 +2,10 @@ package lifecycle
 
 import (
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"sort"
 
 	"github.com/mecorch/mecorch/mec"
@@ -38,12 +39,16 @@ func (s *Service) DesiredState(ctx context.Context, hostID string) (DesiredState
 			return fmt.Errorf("host %q: %w", hostID, err)
 		}
 		ds = DesiredState{HostID: h.ID, Generation: h.DesiredGeneration, Instances: []DesiredInstance{}}
-		insts, err := mec.LoadAll[mec.AppInstance](tx, mec.KindAppInstance)
+		idx, _, err := loadIndex(tx, hostID)
 		if err != nil {
 			return err
 		}
-		for _, in := range insts {
-			if in.HostID != hostID || in.DesiredState == "" {
+		for _, id := range idx.Instances {
+			in, _, err := mec.Load[mec.AppInstance](tx, mec.KindAppInstance, id)
+			if err != nil {
+				return fmt.Errorf("instance %s indexed on host %s: %w", id, hostID, err)
+			}
+			if in.DesiredState == "" {
 				continue
 			}
 			ds.Instances = append(ds.Instances, DesiredInstance{ID: in.ID, AppDID: in.AppDID, AppPkgID: in.AppPkgID,
@@ -93,35 +98,38 @@ func (s *Service) ReportStatus(ctx context.Context, r HostReport) error {
 				"host %s reports generation %d but the desired one is %d", h.ID, r.Generation, h.DesiredGeneration)
 		}
 		now := s.clock()
+		changed := false
 		if r.Generation > h.ReportedGeneration {
-			h.ReportedGeneration = r.Generation
+			h.ReportedGeneration, changed = r.Generation, true
 		}
-		h.LastHeartbeat = &now
-		if r.AgentVersion != "" {
-			h.AgentVersion = r.AgentVersion
+		if r.AgentVersion != "" && r.AgentVersion != h.AgentVersion {
+			h.AgentVersion, changed = r.AgentVersion, true
 		}
 		if h.State == mec.HostUnknown || h.State == mec.HostNotReady || h.State == "" {
-			h.State = mec.HostReady
+			h.State, changed = mec.HostReady, true
 		}
-		if _, err := mec.Save(tx, mec.KindHost, h.ID, h, hv); err != nil {
+		// The host document changes only when something in it does; the
+		// heartbeat goes to its own document (see mec.KindHostLiveness).
+		if changed {
+			if _, err := mec.Save(tx, mec.KindHost, h.ID, h, hv); err != nil {
+				return err
+			}
+		}
+		if _, err := mec.Save(tx, mec.KindHostLiveness, h.ID, mec.HostLiveness{HostID: h.ID, LastHeartbeat: now}, mec.AnyVersion); err != nil {
 			return err
 		}
 		seen := map[string]InstanceStatus{}
 		for _, st := range r.Instances {
 			seen[st.ID] = st
 		}
-		insts, err := tx.List(mec.KindAppInstance)
+		idx, _, err := loadIndex(tx, h.ID)
 		if err != nil {
 			return err
 		}
-		for _, rec := range insts {
-			var in mec.AppInstance
-			if err := json.Unmarshal(rec.Doc, &in); err != nil {
-				return fmt.Errorf("decode app instance %q: %w", rec.ID, err)
-			}
-			v := rec.Version
-			if in.HostID != r.HostID {
-				continue
+		for _, id := range idx.Instances {
+			in, v, err := mec.Load[mec.AppInstance](tx, mec.KindAppInstance, id)
+			if err != nil {
+				return fmt.Errorf("instance %s indexed on host %s: %w", id, h.ID, err)
 			}
 			st, listed := seen[in.ID]
 			observed := mec.DesiredAbsent
@@ -222,6 +230,46 @@ func (s *Service) release(tx mec.Tx, in *mec.AppInstance) error {
 	if err := countPeer(tx, in.Constraints.SpreadKey, in.SiteID, -1); err != nil {
 		return err
 	}
+	if err := indexInstance(tx, in.HostID, in.ID, false); err != nil {
+		return err
+	}
 	in.HostID, in.SiteID, in.Reserved, in.DesiredState, in.ObservedState, in.Placement = "", "", mec.Resources{}, "", "", nil
 	return nil
+}
+
+// HostInstances is the stored index of the instances placed on one host
+// (KindHostInstances), written with the placement and the release.
+type HostInstances struct {
+	HostID    string   `json:"hostId"`
+	Instances []string `json:"instances"`
+}
+
+func loadIndex(tx mec.Tx, hostID string) (HostInstances, int64, error) {
+	x, v, err := mec.Load[HostInstances](tx, mec.KindHostInstances, hostID)
+	if errors.Is(err, mec.ErrNotFound) {
+		return HostInstances{HostID: hostID}, mec.MustNotExist, nil
+	}
+	return x, v, err
+}
+
+// indexInstance adds (or removes) an instance to its host's index.
+func indexInstance(tx mec.Tx, hostID, instID string, add bool) error {
+	x, v, err := loadIndex(tx, hostID)
+	if err != nil {
+		return err
+	}
+	i, found := slices.BinarySearch(x.Instances, instID)
+	switch {
+	case add && !found:
+		x.Instances = slices.Insert(x.Instances, i, instID)
+	case !add && found:
+		x.Instances = slices.Delete(x.Instances, i, i+1)
+	default:
+		return nil
+	}
+	if len(x.Instances) == 0 {
+		return tx.Delete(mec.KindHostInstances, hostID, v)
+	}
+	_, err = mec.Save(tx, mec.KindHostInstances, hostID, x, v)
+	return err
 }

@@ -332,3 +332,34 @@ func TestSpreadAndNoFit(t *testing.T) {
 		t.Fatalf("refused placement reserved: %+v", h.Allocated)
 	}
 }
+
+// TestHeartbeatLeavesHostAlone: a report that changes nothing but the
+// heartbeat does not rewrite the host (its version, the operator's ETag,
+// stays), and the heartbeat lands in its own document.
+func TestHeartbeatLeavesHostAlone(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	version := func() int64 {
+		var v int64
+		_ = f.store.View(ctx, func(tx mec.Tx) error {
+			_, v, _ = mec.Load[mec.Host](tx, mec.KindHost, "h1")
+			return nil
+		})
+		return v
+	}
+	f.report("h1", nil) // first report: Unknown → Ready
+	before := version()
+	f.clock.Advance(10 * time.Second)
+	f.report("h1", nil)
+	if after := version(); after != before {
+		t.Fatalf("heartbeat rewrote the host: version %d → %d", before, after)
+	}
+	var l mec.HostLiveness
+	_ = f.store.View(ctx, func(tx mec.Tx) error {
+		l, _, _ = mec.Load[mec.HostLiveness](tx, mec.KindHostLiveness, "h1")
+		return nil
+	})
+	if !l.LastHeartbeat.Equal(f.clock.Now()) {
+		t.Fatalf("last heartbeat %v, want %v", l.LastHeartbeat, f.clock.Now())
+	}
+}

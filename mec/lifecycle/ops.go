@@ -102,6 +102,9 @@ func (s *Service) instantiateTx(tx mec.Tx, in *mec.AppInstance, v int64, op *mec
 	if err := countPeer(tx, cons.SpreadKey, h.SiteID, +1); err != nil {
 		return err
 	}
+	if err := indexInstance(tx, h.ID, in.ID, true); err != nil {
+		return err
+	}
 	in.HostID, in.SiteID, in.Reserved, in.Constraints = h.ID, h.SiteID, need, cons
 	in.DesiredState = mec.DesiredRunning
 	in.PendingOpID = op.ID
