@@ -145,11 +145,13 @@ func (s *Server) Handler() http.Handler { return s.handler }
 // operations whose agent never answered) until ctx ends. It first repairs
 // what a crash may have left half done.
 func (s *Server) Run(ctx context.Context) error {
-	if n, err := s.catalog.Recover(ctx); err != nil {
-		return err
-	} else if n > 0 {
-		s.log.Warn("app packages left PROCESSING by a restart reset to CREATED", "count", n)
+	// The embedded store is locked to this one process, so whatever is
+	// PROCESSING at start was abandoned by its crash; with Postgres another
+	// replica may be checking it, so only stale ones are reset.
+	if s.cfg.StoreEngine == "embedded" {
+		s.recoverUploadsOlderThan(ctx, 0)
 	}
+	s.recoverUploads(ctx)
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); _ = s.sender.Run(ctx) }()
@@ -165,7 +167,26 @@ func (s *Server) Run(ctx context.Context) error {
 			if _, err := s.lifecycle.ExpireOps(ctx); err != nil && ctx.Err() == nil {
 				s.log.Error("expire LCM operations", "err", err)
 			}
+			s.recoverUploads(ctx)
 		}
+	}
+}
+
+// abandonedUpload is how long a package may stay PROCESSING before it is
+// taken for the leftover of a crashed server. Checking even a 256 MiB
+// package takes seconds.
+const abandonedUpload = 10 * time.Minute
+
+// recoverUploads resets packages whose upload a crashed server abandoned.
+func (s *Server) recoverUploads(ctx context.Context) { s.recoverUploadsOlderThan(ctx, abandonedUpload) }
+
+func (s *Server) recoverUploadsOlderThan(ctx context.Context, age time.Duration) {
+	n, err := s.catalog.Recover(ctx, age)
+	if err != nil && ctx.Err() == nil {
+		s.log.Error("recover abandoned uploads", "err", err)
+	}
+	if n > 0 {
+		s.log.Warn("app packages left PROCESSING by a crashed server reset to CREATED", "count", n)
 	}
 }
 

@@ -178,7 +178,10 @@ type AppPackage struct {
 	AppD               json.RawMessage `json:"appD,omitempty"`
 	ContentSize        int64           `json:"contentSize,omitempty"` // bytes of the uploaded zip, kept as blob ID
 	ContentType        string          `json:"contentType,omitempty"`
-	CreatedAt          time.Time       `json:"createdAt"`
+	// ProcessingSince is when the current upload began to be checked; a
+	// package PROCESSING for far longer was abandoned by a crashed server.
+	ProcessingSince *time.Time `json:"processingSince,omitempty"`
+	CreatedAt       time.Time  `json:"createdAt"`
 }
 
 // SoftwareImage is what the package says about one software image.

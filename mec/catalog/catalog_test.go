@@ -191,11 +191,28 @@ func TestDeleteInUseAndRecover(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n, err := c.Recover(ctx); err != nil || n != 1 {
+	if n, err := c.Recover(ctx, time.Hour); err != nil || n != 1 { // no ProcessingSince: always stale
 		t.Fatalf("recover: %d %v", n, err)
 	}
 	got, _ := c.Get(ctx, stuck.ID)
 	if got.OnboardingState != mec.PkgCreated || got.OnboardingFailure == nil {
 		t.Fatalf("recovered package: %+v", got)
+	}
+	// One being checked right now (by another replica) is left alone
+	// until it is older than the bound.
+	since := time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC) // the test clock
+	err = st.Update(ctx, func(tx mec.Tx) error {
+		stuck.OnboardingState, stuck.ProcessingSince = mec.PkgProcessing, &since
+		_, err := mec.Save(tx, mec.KindAppPackage, stuck.ID, stuck, mec.AnyVersion)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := c.Recover(ctx, time.Minute); err != nil || n != 0 {
+		t.Fatalf("recover of a fresh upload: %d %v", n, err)
+	}
+	if n, err := c.Recover(ctx, 0); err != nil || n != 1 {
+		t.Fatalf("recover with no bound: %d %v", n, err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/mecorch/mecorch/appd"
 	"github.com/mecorch/mecorch/mec"
@@ -60,8 +61,9 @@ func (s *Service) Upload(ctx context.Context, ref string, content []byte, conten
 		if p.OnboardingState != mec.PkgCreated {
 			return mec.Errorf(http.StatusConflict, nil, "app package %s is %s; content can be uploaded only in CREATED", p.ID, p.OnboardingState)
 		}
+		now := s.clock()
 		p.OnboardingState = mec.PkgProcessing
-		p.OnboardingFailure = nil
+		p.OnboardingFailure, p.ProcessingSince = nil, &now
 		_, err = mec.Save(tx, mec.KindAppPackage, p.ID, p, v)
 		return err
 	})
@@ -70,6 +72,11 @@ func (s *Service) Upload(ctx context.Context, ref string, content []byte, conten
 	}
 
 	pkg, prob := s.check(p, content)
+	// The outcome is recorded even when the uploader has gone away
+	// meanwhile: otherwise the package would stay PROCESSING, refusing both
+	// a new upload and a delete until Recover finds it.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
 	err = s.store.Update(ctx, func(tx mec.Tx) error {
 		cur, v, err := mec.Load[mec.AppPackage](tx, mec.KindAppPackage, p.ID)
 		if err != nil {
@@ -83,6 +90,7 @@ func (s *Service) Upload(ctx context.Context, ref string, content []byte, conten
 				return err
 			}
 		}
+		cur.ProcessingSince = nil
 		if prob != nil {
 			cur.OnboardingState = mec.PkgCreated
 			cur.OnboardingFailure = prob
@@ -167,9 +175,12 @@ func fill(p *mec.AppPackage, pkg *appd.Package, content []byte, contentType stri
 	return nil
 }
 
-// Recover returns packages left PROCESSING by a crash to CREATED with a
-// failure saying so: their upload was never acknowledged.
-func (s *Service) Recover(ctx context.Context) (int, error) {
+// Recover returns packages left PROCESSING by a crashed server to CREATED
+// with a failure saying so: their upload was never acknowledged. Only those
+// PROCESSING for longer than olderThan are touched, so that a replica that
+// starts, or a periodic sweep, never resets an upload another replica is
+// still checking.
+func (s *Service) Recover(ctx context.Context, olderThan time.Duration) (int, error) {
 	n := 0
 	err := s.store.Update(ctx, func(tx mec.Tx) error {
 		n = 0
@@ -185,6 +196,10 @@ func (s *Service) Recover(ctx context.Context) (int, error) {
 			if p.OnboardingState != mec.PkgProcessing && p.OnboardingState != mec.PkgUploading {
 				continue
 			}
+			if p.ProcessingSince != nil && s.clock().Sub(*p.ProcessingSince) < olderThan {
+				continue
+			}
+			p.ProcessingSince = nil
 			p.OnboardingState = mec.PkgCreated
 			p.OnboardingFailure = &mec.Problem{Status: http.StatusServiceUnavailable, Detail: "onboarding was interrupted by a restart; upload the content again"}
 			if _, err := mec.Save(tx, mec.KindAppPackage, p.ID, p, rec.Version); err != nil {
