@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/mecorch/mecorch/etsi-api/auth"
 	"github.com/mecorch/mecorch/etsi-api/problem"
 	"github.com/mecorch/mecorch/mec"
 	"github.com/mecorch/mecorch/mec/lifecycle"
@@ -14,13 +15,35 @@ import (
 // the operator API: the agent reads its host's desired state and reports
 // the generation it has applied with its instances' states. The agent's own
 // channel (websocket, SCTP) carries the same two messages.
+//
+// Operators may call both for any host; a client of role agent only for its
+// own host, the one named by the client's name (an agent's credential is
+// created as {"name": "<hostId>", "role": "agent"}).
 type agentAPI struct {
-	lc *lifecycle.Service
+	lc   *lifecycle.Service
+	auth *auth.Authenticator
 }
 
-func (a agentAPI) routes(mux *http.ServeMux, wrap func(http.Handler) http.Handler) {
-	mux.Handle("GET /api/v1/hosts/{hostId}/desired-state", wrap(http.HandlerFunc(a.desired)))
-	mux.Handle("POST /api/v1/hosts/{hostId}/status", wrap(http.HandlerFunc(a.report)))
+func (a agentAPI) routes(mux *http.ServeMux) {
+	wrap := a.auth.Require(auth.RoleAgent) // operators always pass
+	mux.Handle("GET /api/v1/hosts/{hostId}/desired-state", wrap(a.ownHost(a.desired)))
+	mux.Handle("POST /api/v1/hosts/{hostId}/status", wrap(a.ownHost(a.report)))
+}
+
+// ownHost refuses an agent acting for another host than its own, with 404
+// so that it learns nothing about hosts that are not its.
+func (a agentAPI) ownHost(next http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, ok := auth.PrincipalFrom(r.Context())
+		if ok && p.Role == auth.RoleAgent {
+			c, err := a.auth.GetClient(r.Context(), p.ClientID)
+			if err != nil || c.Name != r.PathValue("hostId") {
+				problem.Write(w, r, problem.Details{Status: http.StatusNotFound, Detail: "no host " + r.PathValue("hostId") + " for this agent"})
+				return
+			}
+		}
+		next(w, r)
+	})
 }
 
 func (a agentAPI) desired(w http.ResponseWriter, r *http.Request) {

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"sync/atomic"
 
+	"github.com/mecorch/mecorch/etsi-api/notify"
 	"github.com/mecorch/mecorch/mec"
 )
 
@@ -70,7 +71,7 @@ func (d *dispatcher) dispatch(ctx context.Context, ev mec.Event) {
 		}
 		for _, o := range outs {
 			if !d.sender.Enqueue(o.callbackURI, o.body) {
-				d.log.Warn("notification queue full; notification dropped", "event", ev.Type, "callback", o.callbackURI)
+				d.log.Warn("notification queue full; notification dropped", "event", ev.Type, "callback", notify.SafeURI(o.callbackURI))
 			}
 		}
 	}

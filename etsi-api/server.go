@@ -64,6 +64,10 @@ func New(cfg Config, store mec.Store, clock mec.Clock, log *slog.Logger, reg *pr
 	if cfg.TokenTTL == 0 {
 		cfg.TokenTTL = time.Hour
 	}
+	if cfg.Notify.DrainTimeout == 0 {
+		// At shutdown, queued notifications get a few seconds to go out.
+		cfg.Notify.DrainTimeout = 5 * time.Second
+	}
 	s := &Server{cfg: cfg, store: store, clock: clock, log: log}
 	s.sender = notify.New(cfg.Notify, &http.Client{Timeout: 10 * time.Second}, log)
 	reg.MustRegister(s.sender.Collectors()...)
@@ -116,12 +120,15 @@ func New(cfg Config, store mec.Store, clock mec.Clock, log *slog.Logger, reg *pr
 	providers := a.Require(auth.RoleAppProvider) // operators always pass
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", s.healthz)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	// /healthz stays open for liveness probes; it tells nothing but "ok".
+	// Metrics need a token like everything else (Prometheus sends one
+	// with authorization.credentials in its scrape config).
+	mux.Handle("GET /metrics", operatorOnly(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
 	mux.Handle(auth.TokenPath, a.TokenHandler())
 	mux.Handle(auth.ClientsPath, a.ClientsHandler()) // operator-only inside
 	mux.Handle(auth.ClientsPath+"/", a.ClientsHandler())
 	mux.Handle("/api/v1/", operatorOnly(operator.NewHandler(inv, log)))
-	agentAPI{lc: s.lifecycle}.routes(mux, operatorOnly)
+	agentAPI{lc: s.lifecycle, auth: a}.routes(mux)
 	mux.Handle("/app_pkgm/v1/", providers(pkgm))
 	mux.Handle("/app_lcm/v1/", providers(lcm))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

@@ -273,6 +273,65 @@ func TestAuthAndRoles(t *testing.T) {
 	}
 }
 
+// token issues a client of role for name and returns its access token.
+func (s *server) token(name, role string) string {
+	s.t.Helper()
+	var c struct{ ClientID, ClientSecret string }
+	_ = json.Unmarshal(s.must("POST", "/api/v1/clients", map[string]any{"name": name, "role": role}, http.StatusCreated), &c)
+	req, _ := http.NewRequest("POST", s.url+"/oauth2/token", strings.NewReader("grant_type=client_credentials"))
+	req.SetBasicAuth(c.ClientID, c.ClientSecret)
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&tok)
+	if resp.StatusCode != http.StatusOK || tok.AccessToken == "" {
+		s.t.Fatalf("token for %s: %d", name, resp.StatusCode)
+	}
+	return tok.AccessToken
+}
+
+// TestAgentActsOnlyForItsHost: an agent's credential, named after its host,
+// reads and reports for that host only, and reaches nothing else.
+func TestAgentActsOnlyForItsHost(t *testing.T) {
+	s := start(t, engines(t)["embedded"](t))
+	s.must("POST", "/api/v1/sites", map[string]any{"id": "s1", "name": "one"}, http.StatusCreated)
+	for _, h := range []string{"h1", "h2"} {
+		s.must("POST", "/api/v1/hosts", map[string]any{"id": h, "siteId": "s1", "capacity": map[string]any{"vcpu": 4, "memoryMiB": 4096}}, http.StatusCreated)
+	}
+	agent := s.token("h1", "agent")
+	if r, b := s.do(agent, "GET", "/api/v1/hosts/h1/desired-state", nil, ""); r.StatusCode != http.StatusOK {
+		t.Fatalf("own desired state: %d %s", r.StatusCode, b)
+	}
+	if r, b := s.do(agent, "POST", "/api/v1/hosts/h1/status", map[string]any{"generation": 0, "instances": []any{}}, "application/json"); r.StatusCode != http.StatusNoContent {
+		t.Fatalf("own report: %d %s", r.StatusCode, b)
+	}
+	if r, b := s.do(agent, "GET", "/api/v1/hosts/h2/desired-state", nil, ""); r.StatusCode != http.StatusNotFound {
+		t.Fatalf("other host's desired state: %d %s", r.StatusCode, b)
+	}
+	if r, b := s.do(agent, "POST", "/api/v1/hosts/h2/status", map[string]any{"generation": 0, "instances": []any{}}, "application/json"); r.StatusCode != http.StatusNotFound {
+		t.Fatalf("report for another host: %d %s", r.StatusCode, b)
+	}
+	for _, path := range []string{"/api/v1/hosts", "/app_lcm/v1/app_instances", "/metrics"} {
+		if r, _ := s.do(agent, "GET", path, nil, ""); r.StatusCode != http.StatusForbidden {
+			t.Fatalf("agent on %s: %d", path, r.StatusCode)
+		}
+	}
+	var h struct {
+		State         string     `json:"state"`
+		LastHeartbeat *time.Time `json:"lastHeartbeat"`
+	}
+	_ = json.Unmarshal(s.must("GET", "/api/v1/hosts/h1", nil, http.StatusOK), &h)
+	if h.State != "Ready" || h.LastHeartbeat == nil {
+		t.Fatalf("host after its agent's report: %+v", h)
+	}
+}
+
 // TestHealthMetricsAndUnknownPaths covers what needs no token and the
 // catch-all.
 func TestHealthMetricsAndUnknownPaths(t *testing.T) {
@@ -282,7 +341,10 @@ func TestHealthMetricsAndUnknownPaths(t *testing.T) {
 	}
 	s.must("GET", "/app_lcm/v1/app_instances", nil, http.StatusOK)
 	s.must("POST", "/app_lcm/v1/app_instances", map[string]any{"appDId": "none"}, http.StatusUnprocessableEntity)
-	r, b := s.do("", "GET", "/metrics", nil, "")
+	if r, _ := s.do("", "GET", "/metrics", nil, ""); r.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("metrics without a token: %d", r.StatusCode)
+	}
+	r, b := s.do(adminToken, "GET", "/metrics", nil, "")
 	if r.StatusCode != http.StatusOK {
 		t.Fatalf("metrics: %d", r.StatusCode)
 	}
@@ -295,5 +357,21 @@ func TestHealthMetricsAndUnknownPaths(t *testing.T) {
 	resp, body := s.do(adminToken, "GET", "/nothing/here", nil, "")
 	if resp.StatusCode != http.StatusNotFound || resp.Header.Get("Content-Type") != "application/problem+json" {
 		t.Fatalf("unknown path: %d %s", resp.StatusCode, body)
+	}
+}
+
+// TestNULIsABadRequest: a NUL character in a text field (which Postgres
+// cannot store) is the client's mistake, a 400, on both engines alike.
+func TestNULIsABadRequest(t *testing.T) {
+	for name, open := range engines(t) {
+		t.Run(name, func(t *testing.T) {
+			s := start(t, open(t))
+			body := []byte(`{"id":"s1","name":"bad\u0000name"}`)
+			resp, b := s.do(adminToken, "POST", "/api/v1/sites", body, "application/json")
+			if resp.StatusCode != http.StatusBadRequest || resp.Header.Get("Content-Type") != "application/problem+json" {
+				t.Fatalf("NUL in a site name: %d %s", resp.StatusCode, b)
+			}
+			s.must("GET", "/api/v1/sites/s1", nil, http.StatusNotFound)
+		})
 	}
 }

@@ -100,6 +100,9 @@ var (
 	ErrNotFound = errors.New("not found")
 	ErrExists   = errors.New("already exists")
 	ErrConflict = errors.New("conflicting concurrent change")
+	// ErrInvalid: a document or key the store cannot keep (not JSON, a NUL
+	// character that Postgres refuses); the request that carried it is bad.
+	ErrInvalid = errors.New("value the store cannot keep")
 )
 
 // Load reads and decodes one document of kind into a T.

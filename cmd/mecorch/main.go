@@ -13,8 +13,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -58,7 +60,7 @@ func serve(args []string, stderr io.Writer) error {
 	listen := fs.String("listen", "127.0.0.1:8080", "address to serve HTTP on")
 	storeArg := fs.String("store", "mecorch-data", "embedded store directory, or a postgres:// DSN")
 	baseURL := fs.String("base-url", "", "external URL of this server for _links (default http://<listen>)")
-	adminToken := fs.String("admin-token", "", "bootstrap operator bearer token (default $MECORCH_ADMIN_TOKEN)")
+	adminToken := fs.String("admin-token", "", "bootstrap operator bearer token; prefer $MECORCH_ADMIN_TOKEN, which ps does not show")
 	keyFile := fs.String("token-key-file", "", "file with the token signing key (shared by replicas); default: a random key per start")
 	opTimeout := fs.Duration("op-timeout", 10*time.Minute, "how long an LCM operation waits for its host's agent before FAILED_TEMP (0: for ever)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
@@ -85,6 +87,13 @@ func serve(args []string, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
+	if !isDSN(*storeArg) {
+		// A relative directory depends on where mecorch was started from
+		// (systemd starts services in /): say which one it is.
+		if abs, err := filepath.Abs(*storeArg); err == nil {
+			*storeArg = abs
+		}
+	}
 	store, engine, err := openStore(ctx, *storeArg)
 	if err != nil {
 		return err
@@ -97,6 +106,10 @@ func serve(args []string, stderr io.Writer) error {
 	}
 	if *baseURL == "" {
 		*baseURL = "http://" + ln.Addr().String()
+		if host, _, _ := net.SplitHostPort(ln.Addr().String()); net.ParseIP(host).IsUnspecified() {
+			log.Warn("listening on all addresses without --base-url: _links and notifications will name "+*baseURL+
+				", which clients cannot reach; set --base-url to this server's external URL", "listen", *listen)
+		}
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -109,30 +122,61 @@ func serve(args []string, stderr io.Writer) error {
 	}
 	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
 
-	errc := make(chan error, 2)
-	go func() { errc <- srv.Run(ctx) }()
+	// The background work (notification delivery, expiry) outlives the
+	// signal until the HTTP server has drained, so that the events of the
+	// last requests are still delivered.
+	runCtx, stopRun := context.WithCancel(context.Background())
+	defer stopRun()
+	runDone := make(chan error, 1)
+	go func() { runDone <- srv.Run(runCtx) }()
+	serveErr := make(chan error, 1)
 	go func() {
 		if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			errc <- err
+			serveErr <- err
 		}
 	}()
-	log.Info("mecorch serving", "listen", ln.Addr().String(), "store", engine, "baseURL", *baseURL)
+	log.Info("mecorch serving", "listen", ln.Addr().String(), "store", engine, "storeAt", storeWhere(*storeArg, engine), "baseURL", *baseURL)
+	var failed error
 	select {
 	case <-ctx.Done():
-	case err := <-errc:
-		if err != nil {
-			return err
+		log.Info("shutting down")
+	case failed = <-serveErr:
+	case failed = <-runDone:
+		if failed == nil {
+			failed = errors.New("background work stopped")
 		}
 	}
-	log.Info("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	return hs.Shutdown(sctx)
+	if err := hs.Shutdown(sctx); err != nil && failed == nil {
+		failed = err
+	}
+	stopRun()
+	select {
+	case <-runDone:
+	case <-sctx.Done():
+	}
+	return failed
+}
+
+func isDSN(arg string) bool {
+	return strings.HasPrefix(arg, "postgres://") || strings.HasPrefix(arg, "postgresql://")
+}
+
+// storeWhere names the store for the log without a DSN's password.
+func storeWhere(arg, engine string) string {
+	if engine != "postgres" {
+		return arg
+	}
+	if u, err := url.Parse(arg); err == nil {
+		return u.Redacted()
+	}
+	return "(postgres DSN)"
 }
 
 // openStore opens the embedded store in a directory, or Postgres for a DSN.
 func openStore(ctx context.Context, arg string) (mec.Store, string, error) {
-	if strings.HasPrefix(arg, "postgres://") || strings.HasPrefix(arg, "postgresql://") {
+	if isDSN(arg) {
 		s, err := pgstore.Open(ctx, arg, pgstore.Options{})
 		if err != nil {
 			return nil, "", fmt.Errorf("open postgres store: %w", err)

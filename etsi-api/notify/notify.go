@@ -158,7 +158,7 @@ func (s *Sender) Enqueue(callbackURI string, body []byte) bool {
 		return true
 	default:
 		s.dropped.Add(1)
-		s.log.Debug("notification dropped: queue full", "callback", safeURI(callbackURI), "queue", cap(s.queue))
+		s.log.Debug("notification dropped: queue full", "callback", SafeURI(callbackURI), "queue", cap(s.queue))
 		return false
 	}
 }
@@ -242,7 +242,7 @@ func (s *Sender) deliver(ctx context.Context, j job) {
 		status, retryAfter, err := s.post(ctx, j)
 		if ctx.Err() != nil {
 			s.abandoned.Add(1)
-			s.log.Debug("notification abandoned at shutdown", "callback", safeURI(j.uri), "attempt", attempt)
+			s.log.Debug("notification abandoned at shutdown", "callback", SafeURI(j.uri), "attempt", attempt)
 			return
 		}
 		switch {
@@ -251,15 +251,15 @@ func (s *Sender) deliver(ctx context.Context, j job) {
 			return
 		case err == nil && !retryable(status):
 			s.failed.Add(1)
-			s.log.Warn("notification refused by subscriber", "callback", safeURI(j.uri), "status", status)
+			s.log.Warn("notification refused by subscriber", "callback", SafeURI(j.uri), "status", status)
 			return
 		case errors.Is(err, errBadRequest):
 			s.failed.Add(1)
-			s.log.Warn("notification not sent", "callback", safeURI(j.uri), "err", errString(err))
+			s.log.Warn("notification not sent", "callback", SafeURI(j.uri), "err", errString(err))
 			return
 		case attempt >= s.cfg.MaxAttempts:
 			s.failed.Add(1)
-			s.log.Warn("notification given up", "callback", safeURI(j.uri), "attempts", attempt, "status", status, "err", errString(err))
+			s.log.Warn("notification given up", "callback", SafeURI(j.uri), "attempts", attempt, "status", status, "err", errString(err))
 			return
 		}
 		delay := s.backoff(attempt)
@@ -267,7 +267,7 @@ func (s *Sender) deliver(ctx context.Context, j job) {
 			delay = min(retryAfter, s.cfg.MaxDelay)
 		}
 		s.retries.Add(1)
-		s.log.Debug("notification retry", "callback", safeURI(j.uri), "attempt", attempt, "status", status, "err", errString(err), "delay", delay)
+		s.log.Debug("notification retry", "callback", SafeURI(j.uri), "attempt", attempt, "status", status, "err", errString(err), "delay", delay)
 		if err := s.sleep(ctx, delay); err != nil {
 			s.abandoned.Add(1)
 			return
@@ -335,9 +335,9 @@ func retryAfter(v string, now time.Time) time.Duration {
 	return 0
 }
 
-// safeURI is what logs show of a callback: no credentials, no query (a
+// SafeURI is what logs show of a callback: no credentials, no query (a
 // subscriber may put a token in either).
-func safeURI(raw string) string {
+func SafeURI(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return "(unparsable URI)"

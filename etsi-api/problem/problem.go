@@ -61,7 +61,8 @@ func Write(w http.ResponseWriter, r *http.Request, p Details) {
 }
 
 // WriteError sends err as a problem: an *Error or a *mec.Problem keeps its
-// status; the store's ErrNotFound and ErrExists become 404 and 409,
+// status; the store's ErrNotFound, ErrExists and ErrInvalid become 404, 409
+// and 400,
 // ErrConflict (the store gave up under contention) 503 with Retry-After;
 // anything else is a 500 whose detail does not leak internals.
 func WriteError(w http.ResponseWriter, r *http.Request, err error) {
@@ -74,6 +75,9 @@ func WriteError(w http.ResponseWriter, r *http.Request, err error) {
 		Write(w, r, Details{Status: pe.Status, Detail: pe.Detail, InvalidParams: pe.InvalidParams})
 	case errors.Is(err, mec.ErrNotFound):
 		Write(w, r, Details{Status: http.StatusNotFound, Detail: err.Error()})
+	case errors.Is(err, mec.ErrInvalid):
+		Write(w, r, Details{Status: http.StatusBadRequest,
+			Detail: "the request holds a value that cannot be stored (text must not contain NUL characters, \\u0000)"})
 	case errors.Is(err, mec.ErrExists):
 		Write(w, r, Details{Status: http.StatusConflict, Detail: err.Error()})
 	case errors.Is(err, mec.ErrConflict):

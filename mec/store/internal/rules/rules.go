@@ -39,7 +39,7 @@ func CheckKey(kind mec.Kind, id string) error {
 		return err
 	}
 	if err := checkText(id, MaxIDLen); err != nil {
-		return fmt.Errorf("%s id %q: %w", kind, id, err)
+		return fmt.Errorf("%s id %q: %w (%w)", kind, id, err, mec.ErrInvalid)
 	}
 	return nil
 }
@@ -74,10 +74,10 @@ func checkText(s string, max int) error {
 // that is checked too.
 func CheckDoc(kind mec.Kind, id string, doc []byte) error {
 	if !json.Valid(doc) {
-		return fmt.Errorf("%s %q: document is not valid JSON", kind, id)
+		return fmt.Errorf("%s %q: document is not valid JSON: %w", kind, id, mec.ErrInvalid)
 	}
 	if hasNULEscape(doc) {
-		return fmt.Errorf("%s %q: document contains the escape \\u0000, which jsonb cannot store", kind, id)
+		return fmt.Errorf("%s %q: document contains the escape \\u0000, which jsonb cannot store: %w", kind, id, mec.ErrInvalid)
 	}
 	return nil
 }
