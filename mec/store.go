@@ -118,6 +118,16 @@ func Load[T any](tx Tx, kind Kind, id string) (T, int64, error) {
 	return v, rec.Version, nil
 }
 
+// LoadOr is Load for documents that may not exist yet: a missing one
+// yields def and MustNotExist, the ifVersion that creates it.
+func LoadOr[T any](tx Tx, kind Kind, id string, def T) (T, int64, error) {
+	v, ver, err := Load[T](tx, kind, id)
+	if errors.Is(err, ErrNotFound) {
+		return def, MustNotExist, nil
+	}
+	return v, ver, err
+}
+
 // LoadAll reads and decodes every document of kind, ordered by ID.
 func LoadAll[T any](tx Tx, kind Kind) ([]T, error) {
 	recs, err := tx.List(kind)

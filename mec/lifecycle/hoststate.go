@@ -2,7 +2,6 @@ package lifecycle
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -245,11 +244,7 @@ type HostInstances struct {
 }
 
 func loadIndex(tx mec.Tx, hostID string) (HostInstances, int64, error) {
-	x, v, err := mec.Load[HostInstances](tx, mec.KindHostInstances, hostID)
-	if errors.Is(err, mec.ErrNotFound) {
-		return HostInstances{HostID: hostID}, mec.MustNotExist, nil
-	}
-	return x, v, err
+	return mec.LoadOr(tx, mec.KindHostInstances, hostID, HostInstances{HostID: hostID})
 }
 
 // indexInstance adds (or removes) an instance to its host's index.

@@ -93,10 +93,7 @@ type SpreadGroup struct {
 }
 
 func loadGroup(tx mec.Tx, key string) (SpreadGroup, int64, error) {
-	g, v, err := mec.Load[SpreadGroup](tx, mec.KindSpreadGroup, key)
-	if errors.Is(err, mec.ErrNotFound) {
-		return SpreadGroup{Key: key, Sites: map[string]int{}}, mec.MustNotExist, nil
-	}
+	g, v, err := mec.LoadOr(tx, mec.KindSpreadGroup, key, SpreadGroup{Key: key})
 	if g.Sites == nil {
 		g.Sites = map[string]int{}
 	}
