@@ -181,7 +181,10 @@ type AppPackage struct {
 	// ProcessingSince is when the current upload began to be checked; a
 	// package PROCESSING for far longer was abandoned by a crashed server.
 	ProcessingSince *time.Time `json:"processingSince,omitempty"`
-	CreatedAt       time.Time  `json:"createdAt"`
+	// Owner is the client that created the package; empty for packages
+	// created before ownership was recorded.
+	Owner     string    `json:"owner,omitempty"`
+	CreatedAt time.Time `json:"createdAt"`
 }
 
 // SoftwareImage is what the package says about one software image.
@@ -238,7 +241,10 @@ type AppInstance struct {
 	// before it kills it (0: forceful).
 	StopGraceSeconds int       `json:"stopGraceSeconds,omitempty"`
 	Placement        *Decision `json:"placement,omitempty"`
-	CreatedAt        time.Time `json:"createdAt"`
+	// Owner is the client that created the instance; empty for instances
+	// created before ownership was recorded.
+	Owner     string    `json:"owner,omitempty"`
+	CreatedAt time.Time `json:"createdAt"`
 }
 
 // Desired states of an instance on its host.
@@ -316,6 +322,10 @@ type LcmOpOcc struct {
 	GraceSeconds int                   `json:"graceSeconds,omitempty"`
 	Need         *Resources            `json:"need,omitempty"`
 	Constraints  *PlacementConstraints `json:"constraints,omitempty"`
+	// Owner is the Owner of the instance when the operation began, kept
+	// here so that the operation stays its owner's after the instance is
+	// deleted.
+	Owner string `json:"owner,omitempty"`
 }
 
 // Subscription is a notification subscription of either ETSI API. Kind is
@@ -331,5 +341,10 @@ type Subscription struct {
 	Filter      json.RawMessage `json:"filter,omitempty"`
 	Request     json.RawMessage `json:"request,omitempty"` // the whole request body as accepted
 	Owner       string          `json:"owner,omitempty"`   // client ID that created it
-	CreatedAt   time.Time       `json:"createdAt"`
+	// OwnerRole is the role Owner had when it created the subscription:
+	// an operator's subscription hears of every resource, an app
+	// provider's only of its own, and the role is not otherwise known
+	// where notifications are built.
+	OwnerRole string    `json:"ownerRole,omitempty"`
+	CreatedAt time.Time `json:"createdAt"`
 }

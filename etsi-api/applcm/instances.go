@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/mecorch/mecorch/etsi-api/auth"
 	"github.com/mecorch/mecorch/mec"
 	"github.com/mecorch/mecorch/mec/lifecycle"
 )
@@ -155,7 +156,8 @@ func (h *Handler) createInstance(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	in, err := h.lc.Create(r.Context(), lifecycle.CreateRequest{AppDID: req.AppDID, Name: req.Name, Description: req.Description})
+	in, err := h.lc.Create(r.Context(), lifecycle.CreateRequest{AppDID: req.AppDID, Name: req.Name, Description: req.Description,
+		Owner: auth.OwnerOf(r.Context()), OwnPackageOnly: auth.Restricted(r.Context())})
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -184,13 +186,15 @@ func (h *Handler) listInstances(w http.ResponseWriter, r *http.Request) {
 	l := links(h.base(r))
 	items := make([]any, 0, len(all))
 	for _, in := range all {
-		items = append(items, toInstanceInfo(l, in, sites))
+		if auth.VisibleTo(r.Context(), in.Owner) {
+			items = append(items, toInstanceInfo(l, in, sites))
+		}
 	}
 	h.writeSelected(w, r, sel, items)
 }
 
 func (h *Handler) getInstance(w http.ResponseWriter, r *http.Request) {
-	in, err := h.lc.Get(r.Context(), r.PathValue("appInstanceId"))
+	in, err := h.ownedInstance(r.Context(), r.PathValue("appInstanceId"))
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -204,7 +208,12 @@ func (h *Handler) getInstance(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) deleteInstance(w http.ResponseWriter, r *http.Request) {
-	if err := h.lc.Delete(r.Context(), r.PathValue("appInstanceId")); err != nil {
+	id := r.PathValue("appInstanceId")
+	if _, err := h.ownedInstance(r.Context(), id); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	if err := h.lc.Delete(r.Context(), id); err != nil {
 		h.fail(w, r, err)
 		return
 	}

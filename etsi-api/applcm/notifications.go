@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/mecorch/mecorch/etsi-api/auth"
 	"github.com/mecorch/mecorch/mec"
 )
 
@@ -68,7 +69,8 @@ type notifLinks struct {
 // this API's subscribers. The dispatcher calls it for every event, in the
 // order they were published, and delivers what it returns. Every
 // notification of one event and type carries the same id, whoever receives
-// it.
+// it. An app provider's subscription hears only of its own instances and
+// their operations.
 //
 // An instance's ETSI state (NOT_INSTANTIATED, STARTED, STOPPED) changes
 // exactly when one of its operations completes, so AppInstNotifications
@@ -106,7 +108,7 @@ func (h *Handler) idNotifications(kind string, ev mec.Event, subs []subscription
 	id := h.ids()
 	var out []Outgoing
 	for _, s := range subs {
-		if !s.filter.Instances.matches(ev.Instance) {
+		if !auth.Hears(s.Subscription, ev.Instance.Owner) || !s.filter.Instances.matches(ev.Instance) {
 			continue
 		}
 		n := idNotification{ID: id, NotificationType: kind, SubscriptionID: s.ID, TimeStamp: stamp(ev.At),
@@ -142,6 +144,9 @@ func (h *Handler) opNotifications(ctx context.Context, ev mec.Event, subs []subs
 	state := stateAfter(op)
 	var out []Outgoing
 	for _, s := range subs {
+		if !auth.Hears(s.Subscription, op.Owner) {
+			continue
+		}
 		if !found && s.filter.Instances.needsInstance() {
 			continue // the instance is gone: nothing to select it by
 		}

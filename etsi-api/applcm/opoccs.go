@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 
+	"github.com/mecorch/mecorch/etsi-api/auth"
 	"github.com/mecorch/mecorch/etsi-api/problem"
 	"github.com/mecorch/mecorch/mec"
 )
@@ -72,13 +73,15 @@ func (h *Handler) listOpOccs(w http.ResponseWriter, r *http.Request) {
 	l := links(h.base(r))
 	items := make([]any, 0, len(ops))
 	for _, op := range ops {
-		items = append(items, toOpOccInfo(l, op))
+		if auth.VisibleTo(r.Context(), op.Owner) {
+			items = append(items, toOpOccInfo(l, op))
+		}
 	}
 	h.writeSelected(w, r, sel, items)
 }
 
 func (h *Handler) getOpOcc(w http.ResponseWriter, r *http.Request) {
-	op, err := h.lc.OpOcc(r.Context(), r.PathValue("appLcmOpOccId"))
+	op, err := h.ownedOpOcc(r.Context(), r.PathValue("appLcmOpOccId"))
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -98,6 +101,10 @@ func (h *Handler) cancelOpOcc(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
+	if _, err := h.ownedOpOcc(r.Context(), r.PathValue("appLcmOpOccId")); err != nil {
+		h.fail(w, r, err)
+		return
+	}
 	op, err := h.lc.Cancel(r.Context(), r.PathValue("appLcmOpOccId"))
 	if err != nil {
 		h.fail(w, r, err)
@@ -109,6 +116,10 @@ func (h *Handler) cancelOpOcc(w http.ResponseWriter, r *http.Request) {
 // failOpOcc answers 200 with the operation, now FAILED (7.4.12.3.1). The
 // request body "shall be empty"; whatever is sent is ignored.
 func (h *Handler) failOpOcc(w http.ResponseWriter, r *http.Request) {
+	if _, err := h.ownedOpOcc(r.Context(), r.PathValue("appLcmOpOccId")); err != nil {
+		h.fail(w, r, err)
+		return
+	}
 	op, err := h.lc.Fail(r.Context(), r.PathValue("appLcmOpOccId"))
 	if err != nil {
 		h.fail(w, r, err)
@@ -120,6 +131,10 @@ func (h *Handler) failOpOcc(w http.ResponseWriter, r *http.Request) {
 // retryOpOcc answers 202 with an empty body (7.4.13.3.1); the operation is
 // PROCESSING again, at the same URI.
 func (h *Handler) retryOpOcc(w http.ResponseWriter, r *http.Request) {
+	if _, err := h.ownedOpOcc(r.Context(), r.PathValue("appLcmOpOccId")); err != nil {
+		h.fail(w, r, err)
+		return
+	}
 	op, err := h.lc.Retry(r.Context(), r.PathValue("appLcmOpOccId"))
 	if err != nil {
 		h.fail(w, r, noFitPaths(err))

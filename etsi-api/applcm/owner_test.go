@@ -68,9 +68,12 @@ func TestSubscriptionsBelongToTheirCreator(t *testing.T) {
 		wantStatus(t, bob("GET", "subscriptions/"+b, nil), http.StatusOK)
 		wantStatus(t, operator("GET", "subscriptions/"+a, nil), http.StatusOK)
 
-		// Both are notified of what they subscribed to, whoever owns them.
+		// Each is notified only of its own instances.
+		pkg := e.pkgOf("alice")
 		e.events.take()
-		id := e.createInstance("owned")
+		r := alice("POST", "app_instances", map[string]any{"appDId": pkg.AppDID, "appInstanceName": "owned"})
+		wantStatus(t, r, http.StatusCreated)
+		id := r.json(t)["id"].(string)
 		notified := map[string]bool{}
 		for _, ev := range e.events.take() {
 			outs, err := e.h.Notifications(context.Background(), ev)
@@ -83,8 +86,8 @@ func TestSubscriptionsBelongToTheirCreator(t *testing.T) {
 				}
 			}
 		}
-		if len(notified) != 2 || !notified[a] || !notified[b] {
-			t.Errorf("notified %v, want %s and %s", notified, a, b)
+		if len(notified) != 1 || !notified[a] {
+			t.Errorf("notified %v, want only alice's %s", notified, a)
 		}
 
 		wantStatus(t, alice("DELETE", "subscriptions/"+a, nil), http.StatusNoContent)

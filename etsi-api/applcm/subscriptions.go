@@ -131,7 +131,7 @@ func (h *Handler) createSub(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	sub.ID, sub.CreatedAt, sub.Owner = h.ids(), h.clock(), ownerOf(r.Context())
+	sub.ID, sub.CreatedAt, sub.Owner, sub.OwnerRole = h.ids(), h.clock(), auth.OwnerOf(r.Context()), auth.RoleOf(r.Context())
 	err = h.store.Update(r.Context(), func(tx mec.Tx) error {
 		_, err := mec.Save(tx, mec.KindSubscription, sub.ID, sub, mec.MustNotExist)
 		return err
@@ -179,7 +179,7 @@ func (h *Handler) listSubs(w http.ResponseWriter, r *http.Request) {
 		out.Links.Self.Href += "?subscriptiontype=" + want
 	}
 	for _, s := range subs {
-		if (want == "" || s.Type == want) && visibleTo(r.Context(), s) {
+		if (want == "" || s.Type == want) && auth.VisibleTo(r.Context(), s.Owner) {
 			out.Links.Subscriptions = append(out.Links.Subscriptions, subLinkItem{Href: l.sub(s.ID), SubscriptionType: s.Type})
 		}
 	}
@@ -221,7 +221,7 @@ func (h *Handler) deleteSub(w http.ResponseWriter, r *http.Request) {
 // are not found here (a 403 would tell that they exist).
 func loadSub(ctx context.Context, tx mec.Tx, id string) (mec.Subscription, int64, error) {
 	s, v, err := mec.Load[mec.Subscription](tx, mec.KindSubscription, id)
-	if errors.Is(err, mec.ErrNotFound) || (err == nil && (s.API != apiName || !visibleTo(ctx, s))) {
+	if errors.Is(err, mec.ErrNotFound) || (err == nil && (s.API != apiName || !auth.VisibleTo(ctx, s.Owner))) {
 		return s, 0, mec.Errorf(http.StatusNotFound, nil, "subscription %q not found", id)
 	}
 	return s, v, err
@@ -241,25 +241,4 @@ func (h *Handler) subscriptions(ctx context.Context) ([]mec.Subscription, error)
 		return err
 	})
 	return out, err
-}
-
-// ownerOf is the Owner of a subscription that ctx's caller creates: its
-// client ID, or "" when the request carries no principal.
-func ownerOf(ctx context.Context) string {
-	p, _ := auth.PrincipalFrom(ctx)
-	return p.ClientID
-}
-
-// visibleTo reports whether ctx's caller may see sub: an operator sees
-// every subscription, anyone else only those it created, so that one app
-// provider cannot read (or learn of) another's callbacks and filters. A
-// request without a principal sees them all: the assembled server
-// authenticates every request before it reaches this API, so only the
-// handler used on its own (unit tests) meets one.
-func visibleTo(ctx context.Context, sub mec.Subscription) bool {
-	p, ok := auth.PrincipalFrom(ctx)
-	if !ok || p.Role == auth.RoleOperator {
-		return true
-	}
-	return sub.Owner != "" && sub.Owner == p.ClientID
 }

@@ -26,6 +26,10 @@ func (h *Handler) instantiate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := r.PathValue("appInstanceId")
+	if _, err := h.ownedInstance(r.Context(), id); err != nil {
+		h.fail(w, r, err)
+		return
+	}
 	need, err := h.overriddenNeed(r.Context(), id, in)
 	if err != nil {
 		h.fail(w, r, err)
@@ -50,6 +54,10 @@ func (h *Handler) operate(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
+	if _, err := h.ownedInstance(r.Context(), r.PathValue("appInstanceId")); err != nil {
+		h.fail(w, r, err)
+		return
+	}
 	op, err := h.lc.Operate(r.Context(), r.PathValue("appInstanceId"),
 		lifecycle.OperateRequest{ChangeStateTo: in.ChangeStateTo, GraceSeconds: in.GraceSeconds, Params: in.Params})
 	if err != nil {
@@ -67,6 +75,10 @@ func (h *Handler) terminate(w http.ResponseWriter, r *http.Request) {
 	}
 	in, err := decodeTerminate(body)
 	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	if _, err := h.ownedInstance(r.Context(), r.PathValue("appInstanceId")); err != nil {
 		h.fail(w, r, err)
 		return
 	}

@@ -28,7 +28,7 @@ func (h *Handler) getAppD(w http.ResponseWriter, r *http.Request) {
 				strconv.Quote(r.Header.Get("Accept"))})
 		return
 	}
-	p, err := h.cat.Get(r.Context(), r.PathValue("appDId"))
+	p, err := h.pkgFor(r.Context(), r.PathValue("appDId"))
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -95,7 +95,13 @@ func (h *Handler) getContent(w http.ResponseWriter, r *http.Request) {
 			Detail: "package content is application/zip; Accept was " + strconv.Quote(r.Header.Get("Accept"))})
 		return
 	}
-	p, data, err := h.cat.Content(r.Context(), r.PathValue("appDId"))
+	// Ownership is checked before the content is read: it may be large.
+	owned, err := h.pkgFor(r.Context(), r.PathValue("appDId"))
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	p, data, err := h.cat.Content(r.Context(), owned.ID)
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -158,7 +164,7 @@ func (h *Handler) putContent(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, tooLarge(h.cfg.MaxUploadBytes))
 		return
 	}
-	p, err := h.cat.Get(r.Context(), ref)
+	p, err := h.pkgFor(r.Context(), ref)
 	if err != nil {
 		h.fail(w, r, err)
 		return

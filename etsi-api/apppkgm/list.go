@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/mecorch/mecorch/etsi-api/auth"
 	"github.com/mecorch/mecorch/etsi-api/selector"
 )
 
@@ -36,7 +37,9 @@ func (h *Handler) listPkgs(w http.ResponseWriter, r *http.Request) {
 	}
 	items := make([]any, 0, len(pkgs))
 	for _, p := range pkgs {
-		items = append(items, h.pkgInfo(p, usage[p.ID]))
+		if auth.VisibleTo(r.Context(), p.Owner) {
+			items = append(items, h.pkgInfo(p, usage[p.ID]))
+		}
 	}
 	// _links and mecInfo are mandatory; mecInfo is an array of strings,
 	// "complex" by its JSON type only, so fields= must not drop it.

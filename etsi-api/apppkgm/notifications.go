@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/mecorch/mecorch/etsi-api/auth"
 	"github.com/mecorch/mecorch/mec"
 )
 
@@ -33,7 +34,8 @@ func recipients(t mec.EventType) []string {
 }
 
 // Notifications returns the AppPkgNotifications that ev causes, one per
-// matching subscription of this API, all with the same notification id.
+// matching subscription of this API, all with the same notification id. An
+// app provider's subscription hears only of its own packages.
 // Events of other APIs give none. The caller delivers them.
 func (h *Handler) Notifications(ctx context.Context, ev mec.Event) ([]Outgoing, error) {
 	types := recipients(ev.Type)
@@ -62,7 +64,7 @@ func (h *Handler) Notifications(ctx context.Context, ev mec.Event) ([]Outgoing, 
 	id := h.ids()
 	var out []Outgoing
 	for _, s := range subs {
-		if !slices.Contains(types, s.Type) {
+		if !slices.Contains(types, s.Type) || !auth.Hears(s, p.Owner) {
 			continue
 		}
 		match, err := m.matches(s)

@@ -63,8 +63,9 @@ func TestSubscriptionsBelongToTheirCreator(t *testing.T) {
 		e.valid(e.do("GET", bob+"/subscriptions/"+b, nil, nil).wantStatus(t, http.StatusOK))
 		e.valid(e.do("GET", operator+"/subscriptions/"+a, nil, nil).wantStatus(t, http.StatusOK))
 
-		// Both are notified of what they subscribed to, whoever owns them.
-		e.onboard()
+		// Each is notified only of its own packages.
+		sample, _ := samplePkg(t)
+		e.onboardAs(alice, sample)
 		outs, err := e.h.Notifications(t.Context(), e.events.last(t, mec.EventPkgOnboarded))
 		if err != nil {
 			t.Fatal(err)
@@ -77,8 +78,8 @@ func TestSubscriptionsBelongToTheirCreator(t *testing.T) {
 			}
 			notified[n.SubscriptionID] = true
 		}
-		if len(notified) != 2 || !notified[a] || !notified[b] {
-			t.Errorf("notified %v, want %s and %s", notified, a, b)
+		if len(notified) != 1 || !notified[a] {
+			t.Errorf("notified %v, want only alice's %s", notified, a)
 		}
 
 		e.valid(e.do("DELETE", alice+"/subscriptions/"+a, nil, nil).wantStatus(t, http.StatusNoContent))

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/mecorch/mecorch/etsi-api/auth"
 	"github.com/mecorch/mecorch/etsi-api/problem"
 	"github.com/mecorch/mecorch/mec"
 	"github.com/mecorch/mecorch/mec/catalog"
@@ -27,6 +28,7 @@ func (h *Handler) createPkg(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
+	req.Owner = auth.OwnerOf(r.Context())
 	p, err := h.cat.Create(r.Context(), req)
 	if err != nil {
 		h.fail(w, r, err)
@@ -155,14 +157,15 @@ func (s pkgState) etag() string {
 }
 
 // lookup finds a package by resource ID or appDId, as the catalog does,
-// and reads its store version with it.
+// and reads its store version with it; another owner's package is not
+// found.
 func (h *Handler) lookup(ctx context.Context, ref string) (pkgState, error) {
 	var st pkgState
 	err := h.store.View(ctx, func(tx mec.Tx) error {
 		p, v, err := mec.Load[mec.AppPackage](tx, mec.KindAppPackage, ref)
 		if errors.Is(err, mec.ErrNotFound) {
 			if p, err = catalog.FindOnboarded(tx, ref); errors.Is(err, mec.ErrNotFound) {
-				return problem.New(http.StatusNotFound, fmt.Sprintf("app package %q not found", ref))
+				return pkgNotFound(ref)
 			}
 			if err != nil {
 				return err
@@ -170,6 +173,9 @@ func (h *Handler) lookup(ctx context.Context, ref string) (pkgState, error) {
 			var rec mec.Record
 			rec, err = tx.Get(mec.KindAppPackage, p.ID)
 			v = rec.Version
+		}
+		if err == nil && !auth.VisibleTo(ctx, p.Owner) {
+			return pkgNotFound(ref)
 		}
 		st.pkg, st.version = p, v
 		return err
@@ -189,11 +195,18 @@ func (h *Handler) lookup(ctx context.Context, ref string) (pkgState, error) {
 // the change is then asked of that package by ID (an appDId could name
 // another package by then) at the version and usage state the matching tag
 // stands for, so that a change landing in between answers 412 too. "*"
-// asks only that the package exist, which the catalog checks anyway.
+// asks only that the package exist. Either way the package must be the
+// caller's (or the caller an operator), and the change is asked by ID:
+// neither a package's ID nor its owner ever changes, so the check holds in
+// the change's transaction too.
 func (h *Handler) precondition(r *http.Request, ref string) (string, catalog.Precondition, error) {
 	im := strings.Join(r.Header.Values("If-Match"), ",")
 	if strings.TrimSpace(im) == "" || anyTag(im) {
-		return ref, catalog.Unconditional(), nil
+		p, err := h.pkgFor(r.Context(), ref)
+		if err != nil {
+			return ref, catalog.Precondition{}, err
+		}
+		return p.ID, catalog.Unconditional(), nil
 	}
 	st, err := h.lookup(r.Context(), ref)
 	if err != nil {

@@ -32,7 +32,7 @@ func (h *Handler) createSub(w http.ResponseWriter, r *http.Request) {
 	}
 	sub := mec.Subscription{
 		ID: h.ids(), API: apiName, Type: req.SubscriptionType, CallbackURI: req.CallbackURI,
-		Request: compactJSON(body), Owner: ownerOf(r.Context()), CreatedAt: h.clock(),
+		Request: compactJSON(body), Owner: auth.OwnerOf(r.Context()), OwnerRole: auth.RoleOf(r.Context()), CreatedAt: h.clock(),
 	}
 	if len(req.AppPkgFilter) > 0 {
 		if sub.Filter, err = json.Marshal(req.AppPkgFilter); err != nil {
@@ -137,7 +137,7 @@ func (h *Handler) listSubs(w http.ResponseWriter, r *http.Request) {
 		Subscriptions: make([]SubscriptionLink, 0, len(subs)),
 	}}
 	for _, s := range subs {
-		if !visibleTo(r.Context(), s) {
+		if !auth.VisibleTo(r.Context(), s.Owner) {
 			continue
 		}
 		list.Links.Subscriptions = append(list.Links.Subscriptions, SubscriptionLink{Href: h.subURL(s.ID), SubscriptionType: s.Type})
@@ -204,29 +204,8 @@ func (h *Handler) deleteSub(w http.ResponseWriter, r *http.Request) {
 // would tell that it exists).
 func (h *Handler) loadSub(ctx context.Context, tx mec.Tx, id string) (mec.Subscription, int64, error) {
 	sub, v, err := mec.Load[mec.Subscription](tx, mec.KindSubscription, id)
-	if errors.Is(err, mec.ErrNotFound) || err == nil && (sub.API != apiName || !visibleTo(ctx, sub)) {
+	if errors.Is(err, mec.ErrNotFound) || err == nil && (sub.API != apiName || !auth.VisibleTo(ctx, sub.Owner)) {
 		return sub, 0, problem.New(http.StatusNotFound, fmt.Sprintf("subscription %q not found", id))
 	}
 	return sub, v, err
-}
-
-// ownerOf is the Owner of a subscription that ctx's caller creates: its
-// client ID, or "" when the request carries no principal.
-func ownerOf(ctx context.Context) string {
-	p, _ := auth.PrincipalFrom(ctx)
-	return p.ClientID
-}
-
-// visibleTo reports whether ctx's caller may see sub: an operator sees
-// every subscription, anyone else only those it created, so that one app
-// provider cannot read (or learn of) another's callbacks and filters. A
-// request without a principal sees them all: the assembled server
-// authenticates every request before it reaches this API, so only the
-// handler used on its own (unit tests) meets one.
-func visibleTo(ctx context.Context, sub mec.Subscription) bool {
-	p, ok := auth.PrincipalFrom(ctx)
-	if !ok || p.Role == auth.RoleOperator {
-		return true
-	}
-	return sub.Owner != "" && sub.Owner == p.ClientID
 }

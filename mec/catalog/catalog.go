@@ -51,6 +51,9 @@ type CreateRequest struct {
 	PkgPath         string
 	Checksum        mec.Checksum
 	UserDefinedData json.RawMessage
+	// Owner is the client creating the package, which alone (with the
+	// operators) may see and change it; "" records no owner.
+	Owner string
 }
 
 // Create makes a package resource in state CREATED, waiting for its content.
@@ -70,7 +73,7 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (mec.AppPackage
 	p := mec.AppPackage{
 		ID: s.ids(), PkgName: req.PkgName, PkgVersion: req.PkgVersion, AppProvider: req.AppProvider,
 		PkgPath: req.PkgPath, Checksum: req.Checksum, UserDefinedData: req.UserDefinedData,
-		OnboardingState: mec.PkgCreated, OperationalState: mec.PkgDisabled, CreatedAt: now,
+		OnboardingState: mec.PkgCreated, OperationalState: mec.PkgDisabled, Owner: req.Owner, CreatedAt: now,
 	}
 	err := s.store.Update(ctx, func(tx mec.Tx) error {
 		_, err := mec.Save(tx, mec.KindAppPackage, p.ID, p, mec.MustNotExist)

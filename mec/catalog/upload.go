@@ -84,7 +84,14 @@ func (s *Service) Upload(ctx context.Context, ref string, content []byte, conten
 		}
 		if prob == nil {
 			if other, err := FindOnboarded(tx, pkg.AppD.AppDID); err == nil && other.ID != p.ID {
-				prob = mec.Errorf(http.StatusConflict, []mec.InvalidParam{{Name: "appD.appDId", Reason: "already onboarded as package " + other.ID}},
+				// appDIds are unique across owners (an instance names its
+				// package by appDId), so the clash itself must be told;
+				// another owner's package ID is not the uploader's to know.
+				reason := "already onboarded as package " + other.ID
+				if other.Owner != cur.Owner {
+					reason = "already onboarded by another client"
+				}
+				prob = mec.Errorf(http.StatusConflict, []mec.InvalidParam{{Name: "appD.appDId", Reason: reason}},
 					"an app package with appDId %q is already onboarded", pkg.AppD.AppDID)
 			} else if err != nil && !errors.Is(err, mec.ErrNotFound) {
 				return err

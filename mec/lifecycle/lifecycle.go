@@ -56,10 +56,18 @@ type CreateRequest struct {
 	AppDID      string
 	Name        string
 	Description string
+	// Owner is the client creating the instance, which alone (with the
+	// operators) may see and operate it; "" records no owner.
+	Owner string
+	// OwnPackageOnly restricts the package to one whose Owner is Owner:
+	// an app provider instantiates only what it onboarded itself.
+	OwnPackageOnly bool
 }
 
 // Create makes an app instance resource (NOT_INSTANTIATED) of the onboarded,
-// enabled package with the AppD ID asked for.
+// enabled package with the AppD ID asked for. Under OwnPackageOnly another
+// owner's package is as absent as a missing one, so that its existence is
+// not revealed.
 func (s *Service) Create(ctx context.Context, req CreateRequest) (mec.AppInstance, error) {
 	if req.AppDID == "" {
 		return mec.AppInstance{}, mec.Errorf(http.StatusBadRequest, []mec.InvalidParam{{Name: "appDId", Reason: "required"}}, "appDId is required")
@@ -67,6 +75,9 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (mec.AppInstanc
 	var in mec.AppInstance
 	err := s.store.Update(ctx, func(tx mec.Tx) error {
 		p, err := catalog.FindOnboarded(tx, req.AppDID)
+		if err == nil && req.OwnPackageOnly && (p.Owner == "" || p.Owner != req.Owner) {
+			err = mec.ErrNotFound
+		}
 		if errors.Is(err, mec.ErrNotFound) {
 			return mec.Errorf(http.StatusUnprocessableEntity, []mec.InvalidParam{{Name: "appDId", Reason: "no onboarded app package has this appDId"}},
 				"no onboarded app package with appDId %q", req.AppDID)
@@ -81,7 +92,7 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (mec.AppInstanc
 			ID: s.ids(), Name: req.Name, Description: req.Description,
 			AppDID: p.AppDID, AppPkgID: p.ID, AppProvider: p.AppProvider, AppName: p.AppName,
 			AppSoftVersion: p.AppSoftwareVersion, AppDVersion: p.AppDVersion,
-			InstantiationState: mec.NotInstantiated, CreatedAt: s.clock(),
+			InstantiationState: mec.NotInstantiated, Owner: req.Owner, CreatedAt: s.clock(),
 		}
 		_, err = mec.Save(tx, mec.KindAppInstance, in.ID, in, mec.MustNotExist)
 		return err

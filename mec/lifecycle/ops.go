@@ -50,7 +50,7 @@ func (s *Service) Instantiate(ctx context.Context, id string, req InstantiateReq
 		if in.PendingOpID != "" || in.InstantiationState != mec.NotInstantiated {
 			return mec.Errorf(http.StatusConflict, nil, "app instance %s is %s; only a NOT_INSTANTIATED instance can be instantiated", id, describe(in))
 		}
-		op = s.newOp(in.ID, mec.OpInstantiate, req.Params)
+		op = s.newOp(in, mec.OpInstantiate, req.Params)
 		if err := s.instantiateTx(tx, &in, v, &op, req); err != nil {
 			return err
 		}
@@ -177,7 +177,7 @@ func (s *Service) changeDesired(ctx context.Context, id, kind string, params jso
 		if err := change(&in); err != nil {
 			return err
 		}
-		op = s.newOp(in.ID, kind, params)
+		op = s.newOp(in, kind, params)
 		op.DesiredState, op.GraceSeconds = in.DesiredState, in.StopGraceSeconds
 		if err := s.bumpAndOpen(tx, &in, v, &op); err != nil {
 			return err
@@ -213,10 +213,10 @@ func (s *Service) bumpAndOpen(tx mec.Tx, in *mec.AppInstance, v int64, op *mec.L
 	return err
 }
 
-func (s *Service) newOp(instID, kind string, params json.RawMessage) mec.LcmOpOcc {
+func (s *Service) newOp(in mec.AppInstance, kind string, params json.RawMessage) mec.LcmOpOcc {
 	now := s.clock()
-	return mec.LcmOpOcc{ID: s.ids(), AppInstanceID: instID, Operation: kind, State: mec.OpStateStarting,
-		StartTime: now, StateEnteredTime: now, OperationParams: params}
+	return mec.LcmOpOcc{ID: s.ids(), AppInstanceID: in.ID, Operation: kind, State: mec.OpStateStarting,
+		StartTime: now, StateEnteredTime: now, OperationParams: params, Owner: in.Owner}
 }
 
 func opEvent(op mec.LcmOpOcc, in mec.AppInstance) mec.Event {
