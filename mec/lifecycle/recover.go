@@ -135,19 +135,34 @@ func (s *Service) ExpireOps(ctx context.Context) (int, error) {
 	if s.cfg.OpTimeout <= 0 {
 		return 0, nil
 	}
-	var evs []mec.Event
-	err := s.store.Update(ctx, func(tx mec.Tx) error {
-		evs = evs[:0]
-		ops, err := tx.List(mec.KindLcmOpOcc)
-		if err != nil {
-			return err
+	// Find candidates in a read-only transaction first: most sweeps find
+	// nothing, and a write transaction over every operation ever recorded
+	// would hold the embedded store's only writer for the whole scan.
+	var due []string
+	now := s.clock()
+	err := s.store.View(ctx, func(tx mec.Tx) error {
+		due = due[:0]
+		ops, err := mec.LoadAll[mec.LcmOpOcc](tx, mec.KindLcmOpOcc)
+		for _, op := range ops {
+			if op.State == mec.OpStateProcessing && now.Sub(op.StateEnteredTime) >= s.cfg.OpTimeout {
+				due = append(due, op.ID)
+			}
 		}
+		return err
+	})
+	if err != nil || len(due) == 0 {
+		return 0, err
+	}
+	var evs []mec.Event
+	err = s.store.Update(ctx, func(tx mec.Tx) error {
+		evs = evs[:0]
 		now := s.clock()
-		for _, rec := range ops {
-			op, ov, err := mec.Load[mec.LcmOpOcc](tx, mec.KindLcmOpOcc, rec.ID)
+		for _, id := range due {
+			op, ov, err := mec.Load[mec.LcmOpOcc](tx, mec.KindLcmOpOcc, id)
 			if err != nil {
 				return err
 			}
+			// Checked again: the agent may have reported meanwhile.
 			if op.State != mec.OpStateProcessing || now.Sub(op.StateEnteredTime) < s.cfg.OpTimeout {
 				continue
 			}
