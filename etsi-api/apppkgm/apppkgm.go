@@ -42,7 +42,14 @@ type Config struct {
 	// MaxUploadBytes bounds an uploaded package; 0 means
 	// DefaultMaxUploadBytes.
 	MaxUploadBytes int64
+	// MaxConcurrentUploads bounds the uploads held in memory at once (each
+	// up to MaxUploadBytes); 0 means DefaultMaxConcurrentUploads. Past it an
+	// upload is answered 503 with Retry-After.
+	MaxConcurrentUploads int
 }
+
+// DefaultMaxConcurrentUploads: four 256 MiB packages at once, 1 GiB.
+const DefaultMaxConcurrentUploads = 4
 
 // Handler serves /app_pkgm/v1.
 type Handler struct {
@@ -53,6 +60,8 @@ type Handler struct {
 	log   *slog.Logger
 	mux   *http.ServeMux
 	ids   func() string
+	// uploads holds a token per upload in progress.
+	uploads chan struct{}
 }
 
 // New returns the API handler. store is the catalog's store: subscriptions
@@ -62,7 +71,11 @@ func New(cfg Config, cat *catalog.Service, store mec.Store, clock mec.Clock, log
 	if cfg.MaxUploadBytes <= 0 {
 		cfg.MaxUploadBytes = DefaultMaxUploadBytes
 	}
-	h := &Handler{cfg: cfg, cat: cat, store: store, clock: clock, log: log, mux: http.NewServeMux(), ids: mec.NewID}
+	if cfg.MaxConcurrentUploads <= 0 {
+		cfg.MaxConcurrentUploads = DefaultMaxConcurrentUploads
+	}
+	h := &Handler{cfg: cfg, cat: cat, store: store, clock: clock, log: log, mux: http.NewServeMux(), ids: mec.NewID,
+		uploads: make(chan struct{}, cfg.MaxConcurrentUploads)}
 	p := Prefix
 	h.mux.HandleFunc("POST "+p+"/onboarded_app_packages", h.createPkg)
 	h.mux.HandleFunc("GET "+p+"/onboarded_app_packages", h.listPkgs)

@@ -174,6 +174,15 @@ func (h *Handler) putContent(w http.ResponseWriter, r *http.Request) {
 			fmt.Sprintf("app package %s is %s; content can be uploaded only in CREATED", p.ID, p.OnboardingState)))
 		return
 	}
+	select {
+	case h.uploads <- struct{}{}:
+		defer func() { <-h.uploads }()
+	default:
+		w.Header().Set("Retry-After", "10")
+		h.fail(w, r, problem.New(http.StatusServiceUnavailable,
+			fmt.Sprintf("%d package uploads are in progress, the most this server holds at once; retry", cap(h.uploads))))
+		return
+	}
 	var data []byte
 	if mt == "multipart/form-data" {
 		data, err = h.readFilePart(w, r)
