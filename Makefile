@@ -40,11 +40,16 @@ test: deps vet
 		if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	$(GO) test -race -count=1 -timeout 12m ./...
 
-# fuzz: a short run of every fuzz target (long runs: FUZZTIME=10m).
+# fuzz: a short run of every fuzz target (long runs: FUZZTIME=10m). The
+# seed corpora also run in every `make test`.
 FUZZTIME ?= 30s
 fuzz:
-	$(GO) test -run=NONE -fuzz=FuzzParse$$ -fuzztime=$(FUZZTIME) ./appd
-	$(GO) test -run=NONE -fuzz=FuzzReadPackage -fuzztime=$(FUZZTIME) ./appd
+	$(GO) test -run=NONE -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./appd
+	$(GO) test -run=NONE -fuzz='^FuzzReadPackage$$' -fuzztime=$(FUZZTIME) ./appd
+	$(GO) test -run=NONE -fuzz='^FuzzRequestBodies$$' -fuzztime=$(FUZZTIME) ./etsi-api/operator
+	$(GO) test -run=NONE -fuzz='^FuzzDecodeCreateAppPkg$$' -fuzztime=$(FUZZTIME) ./etsi-api/apppkgm
+	$(GO) test -run=NONE -fuzz='^FuzzDecodeInstantiate$$' -fuzztime=$(FUZZTIME) ./etsi-api/applcm
+	$(GO) test -run=NONE -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./etsi-api/selector
 
 # bench: the Go benchmarks behind docs/BENCHMARKS.md.
 bench:
