@@ -57,6 +57,10 @@ const (
 	// KindHostInstances indexes the instances placed on each host, so that
 	// a host's desired state and reports read only its own instances.
 	KindHostInstances Kind = "host_instances"
+	// KindHostTombstone remembers the last desired generation of a deleted
+	// host, so that a host registered again under its ID continues from
+	// there and its agent never takes new work for old.
+	KindHostTombstone Kind = "host_tombstone"
 )
 
 // AnyVersion, when passed as ifVersion, writes whatever the current version;

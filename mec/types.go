@@ -88,6 +88,12 @@ type HostLiveness struct {
 	LastHeartbeat time.Time `json:"lastHeartbeat"`
 }
 
+// HostTombstone is what is kept of a deleted host (KindHostTombstone).
+type HostTombstone struct {
+	HostID            string `json:"hostId"`
+	DesiredGeneration int64  `json:"desiredGeneration"`
+}
+
 // Free is what is left on h for new reservations.
 func (h Host) Free() Resources { return h.Capacity.Sub(h.Allocated) }
 

@@ -34,12 +34,29 @@ func (s *Service) CreateHost(ctx context.Context, h mec.Host) (mec.Host, int64, 
 		if err := siteMustExist(tx, h.SiteID); err != nil {
 			return err
 		}
+		// A host registered again under a deleted one's ID continues its
+		// generations: an agent that kept the old desired state must see
+		// the new one as newer.
+		tomb, tv, err := mec.LoadOr(tx, mec.KindHostTombstone, h.ID, mec.HostTombstone{})
+		if err != nil {
+			return err
+		}
+		h.DesiredGeneration = 0
+		if tv != mec.MustNotExist {
+			h.DesiredGeneration = tomb.DesiredGeneration + 1
+		}
 		v, err := mec.Save(tx, mec.KindHost, h.ID, h, mec.MustNotExist)
 		if errors.Is(err, mec.ErrExists) {
 			return exists("host", h.ID)
 		}
+		if err != nil {
+			return err
+		}
 		ver = v
-		return err
+		if tv != mec.MustNotExist {
+			return tx.Delete(mec.KindHostTombstone, h.ID, tv)
+		}
+		return nil
 	})
 	if err != nil {
 		return mec.Host{}, 0, wrap(err, "create host %q", h.ID)
@@ -166,7 +183,7 @@ func (s *Service) UpdateHost(ctx context.Context, id string, h mec.Host, ifVersi
 // DeleteHost removes a host that holds no instances.
 func (s *Service) DeleteHost(ctx context.Context, id string, ifVersion int64) error {
 	err := s.store.Update(ctx, func(tx mec.Tx) error {
-		_, v, err := loadHost(tx, id)
+		h, v, err := loadHost(tx, id)
 		if err != nil {
 			return err
 		}
@@ -184,6 +201,10 @@ func (s *Service) DeleteHost(ctx context.Context, id string, ifVersion int64) er
 		// The heartbeat kept beside the host goes with it, so that a host
 		// registered again under this ID starts Unknown.
 		if err := tx.Delete(mec.KindHostLiveness, id, mec.AnyVersion); err != nil && !errors.Is(err, mec.ErrNotFound) {
+			return err
+		}
+		tomb := mec.HostTombstone{HostID: id, DesiredGeneration: h.DesiredGeneration}
+		if _, err := mec.Save(tx, mec.KindHostTombstone, id, tomb, mec.AnyVersion); err != nil {
 			return err
 		}
 		return tx.Delete(mec.KindHost, id, v)

@@ -409,3 +409,37 @@ func TestConcurrentConditionalUpdates(t *testing.T) {
 		}
 	})
 }
+
+// TestRecreatedHostContinuesGenerations: a host deleted and registered again
+// under the same ID starts past its old desired generation, so an agent
+// that kept the old desired state takes the new one for newer.
+func TestRecreatedHostContinuesGenerations(t *testing.T) {
+	ctx := context.Background()
+	inv, st := newTestService(t)
+	mustSite(t, inv, "site-1")
+	if _, _, err := inv.CreateHost(ctx, goodHost()); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		if err := allocate(ctx, st, "edge1-a", mec.Resources{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := inv.DeleteHost(ctx, "edge1-a", mec.AnyVersion); err != nil {
+		t.Fatal(err)
+	}
+	h, _, err := inv.CreateHost(ctx, goodHost())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.DesiredGeneration != 4 {
+		t.Fatalf("recreated host starts at generation %d, want 4", h.DesiredGeneration)
+	}
+	// The tombstone is spent: a third incarnation continues from the second.
+	if err := inv.DeleteHost(ctx, "edge1-a", mec.AnyVersion); err != nil {
+		t.Fatal(err)
+	}
+	if h, _, _ = inv.CreateHost(ctx, goodHost()); h.DesiredGeneration != 5 {
+		t.Fatalf("third incarnation at generation %d, want 5", h.DesiredGeneration)
+	}
+}
