@@ -43,7 +43,8 @@ type Service struct {
 	// inventory and writes a host, so concurrent ones would only abort
 	// each other in a serializable store and retry; queueing them here is
 	// cheaper and keeps Postgres retries for the rare cross-replica race.
-	placeMu sync.Mutex
+	placeMu   sync.Mutex
+	lastPlace placeObservation // guarded by placeMu
 }
 
 // New returns a lifecycle service placing with engine.

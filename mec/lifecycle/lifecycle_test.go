@@ -363,3 +363,30 @@ func TestHeartbeatLeavesHostAlone(t *testing.T) {
 		t.Fatalf("last heartbeat %v, want %v", l.LastHeartbeat, f.clock.Now())
 	}
 }
+
+// TestPlacementObservedOncePerDecision: the metrics hook hears each
+// instantiation once, with its outcome.
+func TestPlacementObservedOncePerDecision(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	var seen []string
+	lc := lifecycle.New(lifecycle.Config{ObservePlacement: func(outcome string, took time.Duration) {
+		if took < 0 {
+			t.Errorf("negative placement time %v", took)
+		}
+		seen = append(seen, outcome)
+	}}, f.store, placement.Default(placement.Options{Clock: f.clock.Now}), f.ev, f.clock.Now, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	in, err := lc.Create(ctx, lifecycle.CreateRequest{AppDID: "app-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lc.Instantiate(ctx, in.ID, lifecycle.InstantiateRequest{Constraints: mec.PlacementConstraints{Zones: []string{"nowhere"}}}); err == nil {
+		t.Fatal("placed in a zone with no host")
+	}
+	if _, err := lc.Instantiate(ctx, in.ID, lifecycle.InstantiateRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) != 2 || seen[0] != "nofit" || seen[1] != "placed" {
+		t.Fatalf("observed %v, want [nofit placed]", seen)
+	}
+}

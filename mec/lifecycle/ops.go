@@ -41,6 +41,7 @@ func (s *Service) Instantiate(ctx context.Context, id string, req InstantiateReq
 	var evs []mec.Event
 	s.placeMu.Lock()
 	defer s.placeMu.Unlock()
+	defer s.observePlacement()
 	err := s.store.Update(ctx, func(tx mec.Tx) error {
 		evs = evs[:0]
 		in, v, err := loadInstance(tx, id)

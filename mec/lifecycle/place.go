@@ -31,14 +31,13 @@ func (s *Service) place(tx mec.Tx, need mec.Resources, cons mec.PlacementConstra
 	start := time.Now()
 	d, err := s.engine.Place(req, placement.NewSnapshot(hosts, sites))
 	var nf *placement.NoFitError
-	if obs := s.cfg.ObservePlacement; obs != nil {
-		outcome := "placed"
-		if errors.As(err, &nf) {
-			outcome = "nofit"
-		} else if err != nil {
-			outcome = "error"
-		}
-		obs(outcome, time.Since(start))
+	// Kept, not reported: a store that runs the transaction again places
+	// again, and only the run that counts is reported (observePlacement).
+	s.lastPlace = placeObservation{outcome: "placed", took: time.Since(start), set: true}
+	if errors.As(err, &nf) {
+		s.lastPlace.outcome = "nofit"
+	} else if err != nil {
+		s.lastPlace.outcome = "error"
 	}
 	if errors.As(err, &nf) {
 		return mec.Decision{}, noFitProblem(nf, need)
@@ -47,6 +46,23 @@ func (s *Service) place(tx mec.Tx, need mec.Resources, cons mec.PlacementConstra
 		return mec.Decision{}, fmt.Errorf("placement: %w", err)
 	}
 	return d, nil
+}
+
+// placeObservation is the outcome and engine time of the latest placement,
+// guarded by placeMu like the placement itself.
+type placeObservation struct {
+	outcome string
+	took    time.Duration
+	set     bool
+}
+
+// observePlacement reports the last placement made under placeMu, once,
+// after its transaction ended. The caller holds placeMu.
+func (s *Service) observePlacement() {
+	if s.lastPlace.set && s.cfg.ObservePlacement != nil {
+		s.cfg.ObservePlacement(s.lastPlace.outcome, s.lastPlace.took)
+	}
+	s.lastPlace = placeObservation{}
 }
 
 // noFitProblem turns "no host fits" into the API's answer: 409 when hosts

@@ -108,6 +108,7 @@ func (s *Service) Fail(ctx context.Context, opID string) (mec.LcmOpOcc, error) {
 func (s *Service) Retry(ctx context.Context, opID string) (mec.LcmOpOcc, error) {
 	s.placeMu.Lock() // a retried instantiation places again
 	defer s.placeMu.Unlock()
+	defer s.observePlacement()
 	return s.opAction(ctx, opID, func(tx mec.Tx, in *mec.AppInstance, op *mec.LcmOpOcc) error {
 		if op.State != mec.OpStateFailedTemp {
 			return errNotFailedTemp(*op)
