@@ -15,7 +15,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -50,13 +49,14 @@ type Config struct {
 // Handler serves /app_lcm/v1. It expects full request paths: mount it at
 // Prefix+"/" without stripping the prefix.
 type Handler struct {
-	cfg   Config
-	lc    *lifecycle.Service
-	store mec.Store
-	clock mec.Clock
-	log   *slog.Logger
-	mux   *http.ServeMux
-	ids   func() string
+	cfg    Config
+	lc     *lifecycle.Service
+	store  mec.Store
+	clock  mec.Clock
+	log    *slog.Logger
+	mux    *http.ServeMux
+	routes http.Handler // mux, with ProblemDetails for 404 and 405
+	ids    func() string
 }
 
 // New returns the API handler over the lifecycle service. store is the
@@ -93,57 +93,18 @@ func New(cfg Config, lc *lifecycle.Service, store mec.Store, clock mec.Clock, lo
 	for _, rt := range routes {
 		h.mux.HandleFunc(rt.pattern, rt.fn)
 	}
+	h.routes = problem.ServeMux(h.mux)
 	return h
 }
 
-// ServeHTTP routes r. The standard mux would answer an unknown path or a
-// wrong method in plain text; this API answers ProblemDetails, so those two
-// cases are asked of the mux and answered here.
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	fallback, pattern := h.mux.Handler(r)
-	if pattern != "" {
-		// mux.Handler does not fill r's path values; mux.ServeHTTP does.
-		h.mux.ServeHTTP(w, r)
-		return
-	}
-	rec := &statusRecorder{header: http.Header{}}
-	fallback.ServeHTTP(rec, r)
-	if rec.status == http.StatusMethodNotAllowed {
-		allow := rec.header.Get("Allow")
-		w.Header().Set("Allow", allow)
-		problem.Write(w, r, problem.Details{Status: http.StatusMethodNotAllowed,
-			Detail: r.Method + " is not allowed on " + r.URL.Path + "; allowed: " + allow})
-		return
-	}
-	problem.Write(w, r, problem.Details{Status: http.StatusNotFound, Detail: "no resource " + r.URL.Path + " in " + Prefix})
-}
-
-// statusRecorder keeps what the mux's fallback would have answered, to learn
-// whether the path exists with other methods (and which).
-type statusRecorder struct {
-	header http.Header
-	status int
-}
-
-func (s *statusRecorder) Header() http.Header         { return s.header }
-func (s *statusRecorder) Write(b []byte) (int, error) { return len(b), nil }
-func (s *statusRecorder) WriteHeader(status int) {
-	if s.status == 0 {
-		s.status = status
-	}
-}
+// ServeHTTP routes r, answering an unknown path or a wrong method as
+// ProblemDetails.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.routes.ServeHTTP(w, r) }
 
 // fail answers err as a ProblemDetails. Errors a client cannot act on become
 // a 500 without details, so this is where they are logged, once.
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
-	var mp *mec.Problem
-	var pe *problem.Error
-	known := errors.As(err, &mp) || errors.As(err, &pe) ||
-		errors.Is(err, mec.ErrNotFound) || errors.Is(err, mec.ErrExists) || errors.Is(err, mec.ErrConflict)
-	if !known {
-		h.log.Error("app LCM API request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-	}
-	problem.WriteError(w, r, err)
+	problem.Fail(w, r, err, h.log)
 }
 
 // writeJSON sends v as the body with status.

@@ -53,13 +53,14 @@ const DefaultMaxConcurrentUploads = 4
 
 // Handler serves /app_pkgm/v1.
 type Handler struct {
-	cfg   Config
-	cat   *catalog.Service
-	store mec.Store
-	clock mec.Clock
-	log   *slog.Logger
-	mux   *http.ServeMux
-	ids   func() string
+	cfg    Config
+	cat    *catalog.Service
+	store  mec.Store
+	clock  mec.Clock
+	log    *slog.Logger
+	mux    *http.ServeMux
+	routes http.Handler // mux, with ProblemDetails for 404 and 405
+	ids    func() string
 	// uploads holds a token per upload in progress.
 	uploads chan struct{}
 }
@@ -89,6 +90,7 @@ func New(cfg Config, cat *catalog.Service, store mec.Store, clock mec.Clock, log
 	h.mux.HandleFunc("GET "+p+"/subscriptions", h.listSubs)
 	h.mux.HandleFunc("GET "+p+"/subscriptions/{subscriptionId}", h.getSub)
 	h.mux.HandleFunc("DELETE "+p+"/subscriptions/{subscriptionId}", h.deleteSub)
+	h.routes = problem.ServeMux(h.mux)
 	return h
 }
 
@@ -97,40 +99,9 @@ func (h *Handler) Routes(mux *http.ServeMux) {
 	mux.Handle(Prefix+"/", h)
 }
 
-// ServeHTTP routes r. The standard mux answers an unknown path or a wrong
-// method in plain text; the API must answer ProblemDetails, so those two
-// cases are asked of the mux first and answered here.
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	fallback, pattern := h.mux.Handler(r)
-	if pattern != "" {
-		// Handler does not set r's path values; ServeHTTP does.
-		h.mux.ServeHTTP(w, r)
-		return
-	}
-	c := &capture{header: http.Header{}}
-	fallback.ServeHTTP(c, r)
-	if c.status == http.StatusMethodNotAllowed {
-		w.Header().Set("Allow", c.header.Get("Allow"))
-		problem.Write(w, r, problem.Details{Status: http.StatusMethodNotAllowed,
-			Detail: r.Method + " is not allowed on " + r.URL.Path + "; allowed: " + c.header.Get("Allow")})
-		return
-	}
-	problem.Write(w, r, problem.Details{Status: http.StatusNotFound, Detail: "no resource " + r.URL.Path + " in " + Prefix})
-}
-
-// capture records what the mux's fallback handler would answer.
-type capture struct {
-	header http.Header
-	status int
-}
-
-func (c *capture) Header() http.Header         { return c.header }
-func (c *capture) Write(b []byte) (int, error) { return len(b), nil }
-func (c *capture) WriteHeader(status int) {
-	if c.status == 0 {
-		c.status = status
-	}
-}
+// ServeHTTP routes r, answering an unknown path or a wrong method as
+// ProblemDetails.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.routes.ServeHTTP(w, r) }
 
 // pkgURL is the absolute URL of a package resource; links use the package
 // ID, which exists from creation on, rather than the appDId, which exists

@@ -2,7 +2,6 @@ package apppkgm
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"mime"
 	"net/http"
@@ -10,7 +9,6 @@ import (
 	"strings"
 
 	"github.com/mecorch/mecorch/etsi-api/problem"
-	"github.com/mecorch/mecorch/mec"
 )
 
 // writeJSON sends v as application/json.
@@ -31,13 +29,7 @@ func (h *Handler) writeJSON(w http.ResponseWriter, r *http.Request, status int, 
 // client's and are not logged; anything else is a fault of ours, logged
 // here once with what the 500 hides from the client.
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
-	var pe *problem.Error
-	var mp *mec.Problem
-	if !errors.As(err, &pe) && !errors.As(err, &mp) && !errors.Is(err, mec.ErrNotFound) &&
-		!errors.Is(err, mec.ErrExists) && !errors.Is(err, mec.ErrConflict) {
-		h.log.Error("app_pkgm request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-	}
-	problem.WriteError(w, r, err)
+	problem.Fail(w, r, err, h.log)
 }
 
 // acceptsJSON answers 406 and returns false when the client's Accept header

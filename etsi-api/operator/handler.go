@@ -7,8 +7,6 @@ package operator
 
 import (
 	"encoding/json"
-	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -21,9 +19,10 @@ import (
 
 // handler serves the inventory endpoints.
 type handler struct {
-	inv *inventory.Service
-	log *slog.Logger
-	mux *http.ServeMux
+	inv    *inventory.Service
+	log    *slog.Logger
+	mux    *http.ServeMux
+	routes http.Handler // mux, with ProblemDetails for 404 and 405
 }
 
 // NewHandler returns the handler of /api/v1/sites, /api/v1/hosts and
@@ -58,46 +57,18 @@ func NewHandler(inv *inventory.Service, log *slog.Logger) http.Handler {
 	for _, rt := range routes {
 		h.mux.HandleFunc(rt.pattern, rt.fn)
 	}
+	h.routes = problem.ServeMux(h.mux)
 	return h
 }
 
-// ServeHTTP routes r. The ServeMux would answer an unknown path or method in
-// plain text; the API promises ProblemDetails on every error, so those two
-// cases are answered here.
-func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if _, pattern := h.mux.Handler(r); pattern != "" {
-		h.mux.ServeHTTP(w, r)
-		return
-	}
-	// Probe the methods the API uses to tell a 405 from a 404.
-	var allowed []string
-	for _, m := range [...]string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodDelete} {
-		probe := r.WithContext(r.Context())
-		probe.Method = m
-		if _, pattern := h.mux.Handler(probe); pattern != "" {
-			allowed = append(allowed, m)
-		}
-	}
-	if len(allowed) == 0 {
-		problem.Write(w, r, problem.Details{Status: http.StatusNotFound, Detail: fmt.Sprintf("no resource at %s", r.URL.Path)})
-		return
-	}
-	w.Header().Set("Allow", strings.Join(allowed, ", "))
-	problem.Write(w, r, problem.Details{Status: http.StatusMethodNotAllowed,
-		Detail: fmt.Sprintf("%s is not allowed on %s; allowed: %s", r.Method, r.URL.Path, strings.Join(allowed, ", "))})
-}
+// ServeHTTP routes r, answering an unknown path or a wrong method as
+// ProblemDetails.
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.routes.ServeHTTP(w, r) }
 
 // fail answers err as a problem. Errors the client cannot act on become a
 // 500 without details, so this is where they are logged, once.
 func (h *handler) fail(w http.ResponseWriter, r *http.Request, err error) {
-	var mp *mec.Problem
-	var pe *problem.Error
-	known := errors.As(err, &mp) || errors.As(err, &pe) ||
-		errors.Is(err, mec.ErrNotFound) || errors.Is(err, mec.ErrExists) || errors.Is(err, mec.ErrConflict)
-	if !known {
-		h.log.Error("operator API request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-	}
-	problem.WriteError(w, r, err)
+	problem.Fail(w, r, err, h.log)
 }
 
 // reply writes v as JSON with status, and the ETag of version when it is

@@ -152,11 +152,11 @@ func TestRouting(t *testing.T) {
 			status       int
 			allow        string
 		}{
-			{"PATCH", "/api/v1/sites/site-1", 405, "GET, HEAD, PUT, DELETE"},
+			{"PATCH", "/api/v1/sites/site-1", 405, "DELETE, GET, HEAD, PUT"},
 			{"DELETE", "/api/v1/sites", 405, "GET, HEAD, POST"},
 			{"PUT", "/api/v1/hosts", 405, "GET, HEAD, POST"},
 			{"GET", "/api/v1/hosts/edge1/cordon", 405, "POST"},
-			{"POST", "/api/v1/cells/001-01-000000001", 405, "GET, HEAD, PUT, DELETE"},
+			{"POST", "/api/v1/cells/001-01-000000001", 405, "DELETE, GET, HEAD, PUT"},
 			{"GET", "/api/v1/nothing", 404, ""},
 			{"GET", "/api/v1/sites/a/b", 404, ""},
 			{"GET", "/api/v1/", 404, ""},

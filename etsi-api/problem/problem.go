@@ -5,6 +5,7 @@ package problem
 import (
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/http"
 
 	"github.com/mecorch/mecorch/mec"
@@ -60,11 +61,25 @@ func Write(w http.ResponseWriter, r *http.Request, p Details) {
 	_ = json.NewEncoder(w).Encode(p)
 }
 
+// Fail sends err as WriteError does and logs it, once, when the client
+// cannot act on it: a 500 (whose detail hides the cause) or a store that gave
+// up under contention. Errors that are the client's (4xx) are not logged.
+func Fail(w http.ResponseWriter, r *http.Request, err error, log *slog.Logger) {
+	var pe *Error
+	var mp *mec.Problem
+	clients := errors.As(err, &mp) || errors.As(err, &pe) || errors.Is(err, mec.ErrNotFound) ||
+		errors.Is(err, mec.ErrInvalid) || errors.Is(err, mec.ErrExists)
+	if !clients && log != nil {
+		log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	WriteError(w, r, err)
+}
+
 // WriteError sends err as a problem: an *Error or a *mec.Problem keeps its
 // status; the store's ErrNotFound, ErrExists and ErrInvalid become 404, 409
-// and 400,
-// ErrConflict (the store gave up under contention) 503 with Retry-After;
-// anything else is a 500 whose detail does not leak internals.
+// and 400, ErrConflict (the store gave up under contention) 503 with
+// Retry-After; anything else is a 500 whose detail does not leak internals.
+// Handlers use Fail, which also logs what the client cannot act on.
 func WriteError(w http.ResponseWriter, r *http.Request, err error) {
 	var pe *Error
 	var mp *mec.Problem
@@ -88,5 +103,44 @@ func WriteError(w http.ResponseWriter, r *http.Request, err error) {
 		Write(w, r, Details{Status: http.StatusServiceUnavailable, Detail: "the store is busy with conflicting changes; nothing was written, retry"})
 	default:
 		Write(w, r, Details{Status: http.StatusInternalServerError, Detail: "internal error; see the server log"})
+	}
+}
+
+// ServeMux answers through mux, except that an unknown path is a 404 and a
+// wrong method a 405 (with the mux's Allow header) as ProblemDetails, where
+// the standard mux would answer in plain text.
+func ServeMux(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fallback, pattern := mux.Handler(r)
+		if pattern != "" {
+			// mux.Handler does not fill r's path values; mux.ServeHTTP does.
+			mux.ServeHTTP(w, r)
+			return
+		}
+		rec := &statusRecorder{header: http.Header{}}
+		fallback.ServeHTTP(rec, r)
+		if rec.status == http.StatusMethodNotAllowed {
+			allow := rec.header.Get("Allow")
+			w.Header().Set("Allow", allow)
+			Write(w, r, Details{Status: http.StatusMethodNotAllowed,
+				Detail: r.Method + " is not allowed on " + r.URL.Path + "; allowed: " + allow})
+			return
+		}
+		Write(w, r, Details{Status: http.StatusNotFound, Detail: "no resource at " + r.URL.Path})
+	})
+}
+
+// statusRecorder keeps what the mux's fallback would have answered, to learn
+// whether the path exists with other methods (and which).
+type statusRecorder struct {
+	header http.Header
+	status int
+}
+
+func (s *statusRecorder) Header() http.Header         { return s.header }
+func (s *statusRecorder) Write(b []byte) (int, error) { return len(b), nil }
+func (s *statusRecorder) WriteHeader(status int) {
+	if s.status == 0 {
+		s.status = status
 	}
 }
