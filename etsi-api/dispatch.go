@@ -14,8 +14,24 @@ import (
 type notifier func(ctx context.Context, ev mec.Event) ([]delivery, error)
 
 type delivery struct {
-	callbackURI string
-	body        []byte
+	CallbackURI string
+	Body        []byte
+}
+
+// notifierOf adapts an API package's Notifications, whose Outgoing has
+// delivery's fields.
+func notifierOf[O ~struct {
+	CallbackURI string
+	Body        []byte
+}](f func(context.Context, mec.Event) ([]O, error)) notifier {
+	return func(ctx context.Context, ev mec.Event) ([]delivery, error) {
+		outs, err := f(ctx, ev)
+		ds := make([]delivery, len(outs))
+		for i, o := range outs {
+			ds[i] = delivery(o)
+		}
+		return ds, err
+	}
 }
 
 // enqueuer is the notification sender's one method the dispatcher uses.
@@ -70,8 +86,8 @@ func (d *dispatcher) dispatch(ctx context.Context, ev mec.Event) {
 			continue
 		}
 		for _, o := range outs {
-			if !d.sender.Enqueue(o.callbackURI, o.body) {
-				d.log.Warn("notification queue full; notification dropped", "event", ev.Type, "callback", notify.SafeURI(o.callbackURI))
+			if !d.sender.Enqueue(o.CallbackURI, o.Body) {
+				d.log.Warn("notification queue full; notification dropped", "event", ev.Type, "callback", notify.SafeURI(o.CallbackURI))
 			}
 		}
 	}

@@ -97,24 +97,7 @@ func New(cfg Config, store mec.Store, clock mec.Clock, log *slog.Logger, reg *pr
 	}, store, engine, s.dispatcher, clock, log)
 	pkgm := apppkgm.New(apppkgm.Config{BaseURL: cfg.BaseURL}, s.catalog, store, clock, log)
 	lcm := applcm.New(applcm.Config{BaseURL: cfg.BaseURL}, s.lifecycle, store, clock, log)
-	s.dispatcher.notifiers = []notifier{
-		func(ctx context.Context, ev mec.Event) ([]delivery, error) {
-			outs, err := pkgm.Notifications(ctx, ev)
-			ds := make([]delivery, len(outs))
-			for i, o := range outs {
-				ds[i] = delivery{o.CallbackURI, o.Body}
-			}
-			return ds, err
-		},
-		func(ctx context.Context, ev mec.Event) ([]delivery, error) {
-			outs, err := lcm.Notifications(ctx, ev)
-			ds := make([]delivery, len(outs))
-			for i, o := range outs {
-				ds[i] = delivery{o.CallbackURI, o.Body}
-			}
-			return ds, err
-		},
-	}
+	s.dispatcher.notifiers = []notifier{notifierOf(pkgm.Notifications), notifierOf(lcm.Notifications)}
 
 	operatorOnly := a.Require(auth.RoleOperator)
 	providers := a.Require(auth.RoleAppProvider) // operators always pass
