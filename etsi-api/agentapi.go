@@ -2,12 +2,17 @@ package etsiapi
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"path"
 	"strconv"
+
+	"github.com/mecorch/mecorch/appd"
 
 	"github.com/mecorch/mecorch/etsi-api/auth"
 	"github.com/mecorch/mecorch/etsi-api/problem"
 	"github.com/mecorch/mecorch/mec"
+	"github.com/mecorch/mecorch/mec/catalog"
 	"github.com/mecorch/mecorch/mec/lifecycle"
 )
 
@@ -20,14 +25,16 @@ import (
 // own host, the one named by the client's name (an agent's credential is
 // created as {"name": "<hostId>", "role": "agent"}).
 type agentAPI struct {
-	lc   *lifecycle.Service
-	auth *auth.Authenticator
+	lc      *lifecycle.Service
+	catalog *catalog.Service
+	auth    *auth.Authenticator
 }
 
 func (a agentAPI) routes(mux *http.ServeMux) {
 	wrap := a.auth.Require(auth.RoleAgent) // operators always pass
 	mux.Handle("GET /api/v1/hosts/{hostId}/desired-state", wrap(a.ownHost(a.desired)))
 	mux.Handle("POST /api/v1/hosts/{hostId}/status", wrap(a.ownHost(a.report)))
+	mux.Handle("GET /api/v1/hosts/{hostId}/app_instances/{instanceId}/image", wrap(a.ownHost(a.image)))
 }
 
 // ownHost refuses an agent acting for another host than its own, with 404
@@ -88,6 +95,51 @@ func (a agentAPI) report(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// image serves the software image of an instance placed on the host: the
+// file its package's AppD names in swImageDescriptor. The agent fetches it
+// before it starts the instance; an instance not on the host is 404, so an
+// agent reads only what it is meant to run.
+func (a agentAPI) image(w http.ResponseWriter, r *http.Request) {
+	hostID, instID := r.PathValue("hostId"), r.PathValue("instanceId")
+	in, err := a.lc.Get(r.Context(), instID)
+	if err != nil || in.HostID != hostID {
+		problem.Write(w, r, problem.Details{Status: http.StatusNotFound, Detail: "no app instance " + instID + " on host " + hostID})
+		return
+	}
+	_, content, err := a.catalog.Content(r.Context(), in.AppPkgID)
+	if err != nil {
+		problem.WriteError(w, r, err)
+		return
+	}
+	pkg, err := appd.ReadPackage(content, appd.DefaultLimits())
+	if err != nil {
+		problem.WriteError(w, r, fmt.Errorf("read onboarded package %s: %w", in.AppPkgID, err))
+		return
+	}
+	var img *appd.Image
+	for i := range pkg.SoftwareImages {
+		if pkg.SoftwareImages[i].Path != "" {
+			img = &pkg.SoftwareImages[i]
+			break
+		}
+	}
+	if img == nil {
+		problem.WriteError(w, r, mec.Errorf(http.StatusUnprocessableEntity, nil,
+			"the AppD of package %s names no software image inside the package; mec-agent runs only those", in.AppPkgID))
+		return
+	}
+	data, err := pkg.Open(img.Path)
+	if err != nil {
+		problem.WriteError(w, r, fmt.Errorf("open image %s of package %s: %w", img.Path, in.AppPkgID, err))
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("X-Mecorch-Image-Name", path.Base(img.Path))
+	w.Header().Set("X-Mecorch-Image-Sha256", img.SHA256)
+	w.Header().Set("Content-Length", strconv.Itoa(len(data)))
+	_, _ = w.Write(data)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

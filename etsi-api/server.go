@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/mecorch/mecorch/etsi-api/agenthub"
 	"github.com/mecorch/mecorch/etsi-api/applcm"
 	"github.com/mecorch/mecorch/etsi-api/apppkgm"
 	"github.com/mecorch/mecorch/etsi-api/auth"
@@ -24,6 +25,7 @@ import (
 	"github.com/mecorch/mecorch/etsi-api/problem"
 	"github.com/mecorch/mecorch/mec"
 	"github.com/mecorch/mecorch/mec/catalog"
+	"github.com/mecorch/mecorch/mec/health"
 	"github.com/mecorch/mecorch/mec/inventory"
 	"github.com/mecorch/mecorch/mec/lifecycle"
 	"github.com/mecorch/mecorch/mec/placement"
@@ -43,6 +45,11 @@ type Config struct {
 	// StoreEngine names the store for /healthz ("embedded", "postgres").
 	StoreEngine string
 	Notify      notify.Config
+	// Health tunes host failure handling (heartbeats, NotReady,
+	// evacuation, flap guards); zero fields take health's defaults.
+	Health health.Config
+	// Agents tunes the agent channel; its HeartbeatInterval is Health's.
+	Agents agenthub.Config
 }
 
 // Server is mecorch's API server.
@@ -56,6 +63,9 @@ type Server struct {
 	dispatcher *dispatcher
 	catalog    *catalog.Service
 	lifecycle  *lifecycle.Service
+	alarms     *health.Alarms
+	monitor    *health.Monitor
+	hub        *agenthub.Hub
 }
 
 // New wires the services and the HTTP handlers over store. Metrics are
@@ -76,13 +86,20 @@ func New(cfg Config, store mec.Store, clock mec.Clock, log *slog.Logger, reg *pr
 	if err != nil {
 		return nil, err
 	}
-	engine := placement.Default(placement.Options{Clock: clock})
+	engine, err := placement.New(placement.WithReadyHold(placement.DefaultFilters(), cfg.Health.PlacementHold(), clock),
+		placement.DefaultScores(), placement.Options{Clock: clock})
+	if err != nil {
+		return nil, err
+	}
 	inv := inventory.New(store, clock, log)
 
 	// The services publish to the dispatcher, which needs the API
 	// handlers to match subscriptions: build it first, fill it after.
 	s.dispatcher = newDispatcher(4096, s.sender, log)
 	s.catalog = catalog.New(store, s.dispatcher, clock, log, catalog.DefaultOptions())
+	// Lifecycle events also reach the agent hub, which pushes the desired
+	// state of the hosts they concern; it is added once it exists.
+	events := &fanout{sinks: []mec.EventSink{s.dispatcher}}
 	placements := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "mecorch_placement_decision_seconds",
 		Help:    "Time the placement engine took per decision, by outcome (placed, nofit, error).",
@@ -94,9 +111,17 @@ func New(cfg Config, store mec.Store, clock mec.Clock, log *slog.Logger, reg *pr
 		ObservePlacement: func(outcome string, took time.Duration) {
 			placements.WithLabelValues(outcome).Observe(took.Seconds())
 		},
-	}, store, engine, s.dispatcher, clock, log)
+	}, store, engine, events, clock, log)
+	s.alarms = health.NewAlarms(store, s.dispatcher, clock, log)
+	if s.monitor, err = health.New(cfg.Health, store, s.lifecycle, s.alarms, clock, log); err != nil {
+		return nil, err
+	}
 	pkgm := apppkgm.New(apppkgm.Config{BaseURL: cfg.BaseURL}, s.catalog, store, clock, log)
 	lcm := applcm.New(applcm.Config{BaseURL: cfg.BaseURL}, s.lifecycle, store, clock, log)
+	agentsCfg := cfg.Agents
+	agentsCfg.HeartbeatInterval = s.monitor.Config().HeartbeatInterval
+	s.hub = agenthub.New(agentsCfg, s.lifecycle, inv, a, s.alarms, clock, log, reg)
+	events.sinks = append(events.sinks, s.hub)
 	s.dispatcher.notifiers = []notifier{notifierOf(pkgm.Notifications), notifierOf(lcm.Notifications)}
 
 	operatorOnly := a.Require(auth.RoleOperator)
@@ -110,8 +135,9 @@ func New(cfg Config, store mec.Store, clock mec.Clock, log *slog.Logger, reg *pr
 	mux.Handle(auth.TokenPath, a.TokenHandler())
 	mux.Handle(auth.ClientsPath, a.ClientsHandler()) // operator-only inside
 	mux.Handle(auth.ClientsPath+"/", a.ClientsHandler())
-	mux.Handle("/api/v1/", operatorOnly(operator.NewHandler(inv, log)))
-	agentAPI{lc: s.lifecycle, auth: a}.routes(mux)
+	mux.Handle("/api/v1/", operatorOnly(operator.NewHandler(inv, log, operator.WithAlarms(s.alarms))))
+	agentAPI{lc: s.lifecycle, catalog: s.catalog, auth: a}.routes(mux)
+	s.hub.Routes(mux)
 	mux.Handle("/app_pkgm/v1/", providers(pkgm))
 	mux.Handle("/app_lcm/v1/", providers(lcm))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -132,8 +158,8 @@ func New(cfg Config, store mec.Store, clock mec.Clock, log *slog.Logger, reg *pr
 func (s *Server) Handler() http.Handler { return s.handler }
 
 // Run runs the background work (notification delivery, expiry of
-// operations whose agent never answered) until ctx ends. It first repairs
-// what a crash may have left half done.
+// operations whose agent never answered, the host health monitor) until ctx
+// ends. It first repairs what a crash may have left half done.
 func (s *Server) Run(ctx context.Context) error {
 	// The embedded store is locked to this one process, so whatever is
 	// PROCESSING at start was abandoned by its crash; with Postgres another
@@ -143,9 +169,11 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	s.recoverUploads(ctx)
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(4)
 	go func() { defer wg.Done(); _ = s.sender.Run(ctx) }()
 	go func() { defer wg.Done(); _ = s.dispatcher.Run(ctx) }()
+	go func() { defer wg.Done(); _ = s.monitor.Run(ctx) }()
+	go func() { defer wg.Done(); _ = s.hub.Run(ctx) }()
 	t := time.NewTicker(5 * time.Second)
 	defer t.Stop()
 	for {
@@ -189,4 +217,16 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "store": s.cfg.StoreEngine})
+}
+
+// Hub is the agent channel's hub, for the caller to serve an SCTP listener.
+func (s *Server) Hub() *agenthub.Hub { return s.hub }
+
+// fanout hands each event to several sinks.
+type fanout struct{ sinks []mec.EventSink }
+
+func (f *fanout) Publish(ev mec.Event) {
+	for _, s := range f.sinks {
+		s.Publish(ev)
+	}
 }

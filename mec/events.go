@@ -16,6 +16,11 @@ const (
 	EventInstanceState EventType = "AppInstanceStateChange"
 	// EventOpOccState: an LCM operation occurrence changed state.
 	EventOpOccState EventType = "AppLcmOpOccStateChange"
+	// EventAlarm: an alarm was raised or changed (Alarm set); the names
+	// are those of the ETSI NFV fault management notifications.
+	EventAlarm EventType = "AlarmNotification"
+	// EventAlarmCleared: an alarm was cleared (Alarm set).
+	EventAlarmCleared EventType = "AlarmClearedNotification"
 )
 
 // Event is one committed change.
@@ -28,6 +33,12 @@ type Event struct {
 	// Instance accompanies OpOcc events too, as it stood after the change.
 	Created bool // the resource was created by this change
 	Deleted bool // the resource was deleted by this change
+	// PrevHostID is set when the change moved the instance (and its
+	// operation) off another host: the host whose desired state lost it.
+	// Instance.HostID and OpOcc.HostID name the new one.
+	PrevHostID string
+	// Alarm is the alarm of EventAlarm and EventAlarmCleared.
+	Alarm *Alarm
 }
 
 // EventSink receives events after commit. Publish must not block: the API

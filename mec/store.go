@@ -61,6 +61,11 @@ const (
 	// host, so that a host registered again under its ID continues from
 	// there and its agent never takes new work for old.
 	KindHostTombstone Kind = "host_tombstone"
+	// KindAlarm keeps alarms (mec.Alarm). An active alarm is stored under
+	// a key derived from its managed object and probable cause, so that
+	// raising and clearing find it without a scan; a cleared one is
+	// kept under its own ID until it is pruned.
+	KindAlarm Kind = "alarm"
 )
 
 // AnyVersion, when passed as ifVersion, writes whatever the current version;

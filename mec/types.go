@@ -77,7 +77,15 @@ type Host struct {
 	ReportedGeneration int64             `json:"reportedGeneration"`
 	AgentVersion       string            `json:"agentVersion,omitempty"`
 	LastHeartbeat      *time.Time        `json:"lastHeartbeat,omitempty"`
-	CreatedAt          time.Time         `json:"createdAt"`
+	// ReadySince is when the host last became Ready (its agent's first
+	// report or heartbeat, or its return from NotReady).
+	ReadySince *time.Time `json:"readySince,omitempty"`
+	// LastNotReady is when the host was last found silent and marked
+	// NotReady. It is kept after the host comes back: with ReadySince it
+	// tells a host back from an outage, which placement holds back for a
+	// while (flap guard), from one that came up for the first time.
+	LastNotReady *time.Time `json:"lastNotReady,omitempty"`
+	CreatedAt    time.Time  `json:"createdAt"`
 }
 
 // HostLiveness is the part of a host's status that every agent report
@@ -247,6 +255,11 @@ type AppInstance struct {
 	// before it kills it (0: forceful).
 	StopGraceSeconds int       `json:"stopGraceSeconds,omitempty"`
 	Placement        *Decision `json:"placement,omitempty"`
+	// Moves counts the times the instance was re-placed off a failed
+	// host, LastMovedAt is the latest; a recent move holds the instance
+	// where it is for a while (flap guard).
+	Moves       int        `json:"moves,omitempty"`
+	LastMovedAt *time.Time `json:"lastMovedAt,omitempty"`
 	// Owner is the client that created the instance; empty for instances
 	// created before ownership was recorded.
 	Owner     string    `json:"owner,omitempty"`
@@ -353,4 +366,49 @@ type Subscription struct {
 	// where notifications are built.
 	OwnerRole string    `json:"ownerRole,omitempty"`
 	CreatedAt time.Time `json:"createdAt"`
+}
+
+// Alarm is a fault raised on a managed object (a host, an app instance, a
+// transport path), with the fields of the ETSI NFV SOL 002/003 Alarm. It is
+// kept as a KindAlarm document; mec/health raises, clears and lists alarms
+// and defines the values of the enumerations.
+type Alarm struct {
+	ID string `json:"id"`
+	// ManagedObjectID is the ID of what is faulty: a host ID, an app
+	// instance ID, "<hostId>/path/<local>-<remote>" for a transport path.
+	ManagedObjectID         string              `json:"managedObjectId"`
+	RootCauseFaultyResource *FaultyResourceInfo `json:"rootCauseFaultyResource,omitempty"`
+	AlarmRaisedTime         time.Time           `json:"alarmRaisedTime"`
+	AlarmChangedTime        *time.Time          `json:"alarmChangedTime,omitempty"`
+	AlarmClearedTime        *time.Time          `json:"alarmClearedTime,omitempty"`
+	AlarmAcknowledgedTime   *time.Time          `json:"alarmAcknowledgedTime,omitempty"`
+	AckState                AlarmAckState       `json:"ackState"`
+	PerceivedSeverity       AlarmSeverity       `json:"perceivedSeverity"`
+	EventTime               time.Time           `json:"eventTime"`
+	EventType               AlarmEventType      `json:"eventType"`
+	FaultType               string              `json:"faultType,omitempty"`
+	ProbableCause           string              `json:"probableCause"`
+	IsRootCause             bool                `json:"isRootCause"`
+	CorrelatedAlarmIDs      []string            `json:"correlatedAlarmIds,omitempty"`
+	FaultDetails            []string            `json:"faultDetails,omitempty"`
+}
+
+// AlarmSeverity is an alarm's perceivedSeverity (CRITICAL … CLEARED).
+type AlarmSeverity string
+
+// AlarmEventType is an alarm's eventType (COMMUNICATIONS_ALARM, …).
+type AlarmEventType string
+
+// AlarmAckState is ACKNOWLEDGED or UNACKNOWLEDGED.
+type AlarmAckState string
+
+// FaultyResourceInfo names the resource at the root of a fault.
+type FaultyResourceInfo struct {
+	FaultyResource     ResourceHandle `json:"faultyResource"`
+	FaultyResourceType string         `json:"faultyResourceType"` // COMPUTE, STORAGE or NETWORK
+}
+
+// ResourceHandle identifies a resource: for mecorch, a host or a link.
+type ResourceHandle struct {
+	ResourceID string `json:"resourceId"`
 }

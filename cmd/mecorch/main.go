@@ -13,10 +13,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -25,7 +27,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	etsiapi "github.com/mecorch/mecorch/etsi-api"
+	"github.com/mecorch/mecorch/etsi-api/agenthub"
+	"github.com/mecorch/mecorch/etsi-api/agentwire"
 	"github.com/mecorch/mecorch/mec"
+	"github.com/mecorch/mecorch/mec/health"
 	"github.com/mecorch/mecorch/mec/store/boltstore"
 	"github.com/mecorch/mecorch/mec/store/pgstore"
 )
@@ -64,6 +69,12 @@ func serve(args []string, stderr io.Writer) error {
 	keyFile := fs.String("token-key-file", "", "file with the token signing key (shared by replicas); default: a random key per start")
 	opTimeout := fs.Duration("op-timeout", 10*time.Minute, "how long an LCM operation waits for its host's agent before FAILED_TEMP (0: for ever)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	heartbeat := fs.Duration("heartbeat-interval", health.DefaultHeartbeatInterval, "how often agents heartbeat")
+	missed := fs.Int("missed-heartbeats", health.DefaultMissedHeartbeats, "heartbeats a host may miss before it is NotReady and its instances move")
+	replaceAfter := fs.Duration("replace-after", 0, "how long a NotReady host waits before its instances are placed elsewhere")
+	moveCooldown := fs.Duration("move-cooldown", health.DefaultMoveCooldown, "an instance moved off a failed host stays where it went for at least this long")
+	readyHold := fs.Duration("ready-hold", health.DefaultReadyHold, "a host back from NotReady gets no new placements until it has been Ready this long")
+	sctpListen := fs.String("agent-sctp-listen", "", "serve agents over multi-homed SCTP too: comma-separated local addresses and a port, e.g. 10.0.0.1,10.1.0.1:38472")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -116,6 +127,9 @@ func serve(args []string, stderr io.Writer) error {
 	srv, err := etsiapi.New(etsiapi.Config{
 		BaseURL: strings.TrimRight(*baseURL, "/"), AdminToken: *adminToken, SigningKey: key,
 		OpTimeout: *opTimeout, StoreEngine: engine,
+		Health: health.Config{HeartbeatInterval: *heartbeat, MissedHeartbeats: *missed, ReplaceAfter: *replaceAfter,
+			MoveCooldown: *moveCooldown, ReadyHold: *readyHold},
+		Agents: agenthub.Config{ServerVersion: version},
 	}, store, time.Now, log, reg)
 	if err != nil {
 		return err
@@ -129,6 +143,18 @@ func serve(args []string, stderr io.Writer) error {
 	defer stopRun()
 	runDone := make(chan error, 1)
 	go func() { runDone <- srv.Run(runCtx) }()
+	if *sctpListen != "" {
+		l, err := listenSCTP(*sctpListen)
+		if err != nil {
+			return err
+		}
+		go func() {
+			if err := srv.Hub().ServeSCTP(runCtx, l); err != nil {
+				log.Error("SCTP agent listener stopped", "err", err)
+			}
+		}()
+		log.Info("serving agents over SCTP", "listen", *sctpListen)
+	}
 	serveErr := make(chan error, 1)
 	go func() {
 		if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
@@ -157,6 +183,34 @@ func serve(args []string, stderr io.Writer) error {
 	case <-sctx.Done():
 	}
 	return failed
+}
+
+// version is mecorch's version, told to agents in their welcome.
+const version = "0.3.0"
+
+// listenSCTP opens the multi-homed agent listener of --agent-sctp-listen.
+func listenSCTP(arg string) (agentwire.Listener, error) {
+	i := strings.LastIndex(arg, ":")
+	if i < 0 {
+		return nil, fmt.Errorf("--agent-sctp-listen %q: want addresses:port", arg)
+	}
+	port, err := strconv.Atoi(arg[i+1:])
+	if err != nil || port <= 0 || port > 65535 {
+		return nil, fmt.Errorf("--agent-sctp-listen %q: bad port", arg)
+	}
+	var ips []netip.Addr
+	for _, a := range strings.Split(arg[:i], ",") {
+		ip, err := netip.ParseAddr(strings.Trim(strings.TrimSpace(a), "[]"))
+		if err != nil {
+			return nil, fmt.Errorf("--agent-sctp-listen: %w", err)
+		}
+		ips = append(ips, ip)
+	}
+	l, err := agentwire.ListenSCTP(ips, port, agentwire.ServerOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("--agent-sctp-listen: %w", err)
+	}
+	return l, nil
 }
 
 func isDSN(arg string) bool {

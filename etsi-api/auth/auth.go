@@ -197,11 +197,25 @@ func (e *deniedError) Error() string { return e.reason }
 
 func denied(reason string) error { return &deniedError{reason} }
 
+// IsDenied tells an authentication failure the client caused (a bad,
+// expired or revoked token) from a failure of the server.
+func IsDenied(err error) bool {
+	var d *deniedError
+	return errors.As(err, &d)
+}
+
 func (a *Authenticator) authenticate(r *http.Request) (Principal, error) {
 	token, ok := bearer(r.Header.Get("Authorization"))
 	if !ok {
 		return Principal{}, denied("no bearer token")
 	}
+	return a.Authenticate(r.Context(), token)
+}
+
+// Authenticate checks a bearer token that came without an HTTP request (an
+// agent's hello on SCTP). A token the client got wrong is an error whose
+// text is safe to tell the client; IsDenied tells it from a store failure.
+func (a *Authenticator) Authenticate(ctx context.Context, token string) (Principal, error) {
 	if a.hasAdmin {
 		// Hashing first makes the comparison constant-time whatever the
 		// length of the presented token.
@@ -214,7 +228,7 @@ func (a *Authenticator) authenticate(r *http.Request) (Principal, error) {
 	if err != nil {
 		return Principal{}, err
 	}
-	rec, _, err := a.loadClient(r.Context(), c.Subject)
+	rec, _, err := a.loadClient(ctx, c.Subject)
 	if errors.Is(err, mec.ErrNotFound) {
 		return Principal{}, denied("the token's client no longer exists")
 	}

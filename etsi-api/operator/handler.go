@@ -1,8 +1,8 @@
 // Package operator serves the operator API's inventory under /api/v1/: the
-// sites, hosts and cells of the edge, which no ETSI MEC API covers. Bodies
-// are bare JSON; every error is an RFC 7807 ProblemDetails with the path of
-// each wrong field. Authentication is the caller's: it mounts this handler
-// behind its middleware.
+// sites, hosts and cells of the edge, which no ETSI MEC API covers, and the
+// alarms. Bodies are bare JSON; every error is an RFC 7807 ProblemDetails
+// with the path of each wrong field. Authentication is the caller's: it
+// mounts this handler behind its middleware.
 package operator
 
 import (
@@ -14,22 +14,33 @@ import (
 
 	"github.com/mecorch/mecorch/etsi-api/problem"
 	"github.com/mecorch/mecorch/mec"
+	"github.com/mecorch/mecorch/mec/health"
 	"github.com/mecorch/mecorch/mec/inventory"
 )
 
 // handler serves the inventory endpoints.
 type handler struct {
 	inv    *inventory.Service
+	alarms *health.Alarms // nil: no /api/v1/alarms
 	log    *slog.Logger
 	mux    *http.ServeMux
 	routes http.Handler // mux, with ProblemDetails for 404 and 405
 }
 
+// Option adds an optional part of the operator API to the handler.
+type Option func(*handler)
+
+// WithAlarms serves /api/v1/alarms from alarms.
+func WithAlarms(alarms *health.Alarms) Option { return func(h *handler) { h.alarms = alarms } }
+
 // NewHandler returns the handler of /api/v1/sites, /api/v1/hosts and
-// /api/v1/cells. It expects request paths in full (mount it at "/api/v1/"
-// without stripping the prefix).
-func NewHandler(inv *inventory.Service, log *slog.Logger) http.Handler {
+// /api/v1/cells, and of what opts add. It expects request paths in full
+// (mount it at "/api/v1/" without stripping the prefix).
+func NewHandler(inv *inventory.Service, log *slog.Logger, opts ...Option) http.Handler {
 	h := &handler{inv: inv, log: log, mux: http.NewServeMux()}
+	for _, o := range opts {
+		o(h)
+	}
 	routes := []struct {
 		pattern string
 		fn      http.HandlerFunc
@@ -53,6 +64,16 @@ func NewHandler(inv *inventory.Service, log *slog.Logger) http.Handler {
 		{"GET /api/v1/cells/{cellId}", h.getCell},
 		{"PUT /api/v1/cells/{cellId}", h.putCell},
 		{"DELETE /api/v1/cells/{cellId}", h.deleteCell},
+	}
+	if h.alarms != nil {
+		routes = append(routes, []struct {
+			pattern string
+			fn      http.HandlerFunc
+		}{
+			{"GET /api/v1/alarms", h.listAlarms},
+			{"GET /api/v1/alarms/{alarmId}", h.getAlarm},
+			{"PATCH /api/v1/alarms/{alarmId}", h.patchAlarm},
+		}...)
 	}
 	for _, rt := range routes {
 		h.mux.HandleFunc(rt.pattern, rt.fn)

@@ -8,26 +8,18 @@ import (
 	"sort"
 
 	"github.com/mecorch/mecorch/mec"
+	"github.com/mecorch/mecorch/mec/agentproto"
 )
 
-// DesiredInstance is one instance as its host's agent must run it.
-type DesiredInstance struct {
-	ID               string        `json:"id"`
-	AppDID           string        `json:"appDId"`
-	AppPkgID         string        `json:"appPkgId"`
-	State            string        `json:"state"` // Running, Stopped or Absent
-	Resources        mec.Resources `json:"resources"`
-	StopGraceSeconds int           `json:"stopGraceSeconds,omitempty"`
-}
-
-// DesiredState is what one host must make true. Generation grows with every
-// change, so an agent that has applied generation g can ignore anything
-// older and report g back.
-type DesiredState struct {
-	HostID     string            `json:"hostId"`
-	Generation int64             `json:"generation"`
-	Instances  []DesiredInstance `json:"instances"`
-}
+// DesiredInstance, DesiredState, InstanceStatus and HostReport are the
+// agent protocol's messages (mec/agentproto); the HTTP hand-off and the
+// agent channel carry the same values.
+type (
+	DesiredInstance = agentproto.DesiredInstance
+	DesiredState    = agentproto.DesiredState
+	InstanceStatus  = agentproto.InstanceStatus
+	HostReport      = agentproto.Report
+)
 
 // DesiredState returns the host's desired state at its current generation.
 func (s *Service) DesiredState(ctx context.Context, hostID string) (DesiredState, error) {
@@ -61,26 +53,10 @@ func (s *Service) DesiredState(ctx context.Context, hostID string) (DesiredState
 
 // Observed states an agent reports per instance.
 const (
-	ObservedRunning = "Running"
-	ObservedStopped = "Stopped"
-	ObservedFailed  = "Failed"
+	ObservedRunning = agentproto.ObservedRunning
+	ObservedStopped = agentproto.ObservedStopped
+	ObservedFailed  = agentproto.ObservedFailed
 )
-
-// InstanceStatus is one instance as the agent sees it.
-type InstanceStatus struct {
-	ID      string `json:"id"`
-	State   string `json:"state"` // Running, Stopped or Failed; an instance not listed is absent
-	Message string `json:"message,omitempty"`
-}
-
-// HostReport is what an agent reports: the generation it has applied and
-// the instances it runs.
-type HostReport struct {
-	HostID       string           `json:"hostId"`
-	Generation   int64            `json:"generation"`
-	AgentVersion string           `json:"agentVersion,omitempty"`
-	Instances    []InstanceStatus `json:"instances"`
-}
 
 // ReportStatus records an agent's report and completes the operations it
 // settles. Reporting the same thing twice changes nothing.
@@ -104,8 +80,8 @@ func (s *Service) ReportStatus(ctx context.Context, r HostReport) error {
 		if r.AgentVersion != "" && r.AgentVersion != h.AgentVersion {
 			h.AgentVersion, changed = r.AgentVersion, true
 		}
-		if h.State == mec.HostUnknown || h.State == mec.HostNotReady || h.State == "" {
-			h.State, changed = mec.HostReady, true
+		if markReady(&h, now) {
+			changed = true
 		}
 		// The host document changes only when something in it does; the
 		// heartbeat goes to its own document (see mec.KindHostLiveness).

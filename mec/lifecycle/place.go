@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/mecorch/mecorch/mec"
@@ -13,11 +14,15 @@ import (
 // place runs the placement engine over the inventory as this transaction
 // sees it. Because the reservation is written in the same serializable
 // transaction, two concurrent placements can never both take the last room
-// on a host: the store makes one of them run again on fresh data.
-func (s *Service) place(tx mec.Tx, need mec.Resources, cons mec.PlacementConstraints) (mec.Decision, error) {
+// on a host: the store makes one of them run again on fresh data. The
+// hosts named in except are left out (an evacuation's failed host).
+func (s *Service) place(tx mec.Tx, need mec.Resources, cons mec.PlacementConstraints, except ...string) (mec.Decision, error) {
 	hosts, err := mec.LoadAll[mec.Host](tx, mec.KindHost)
 	if err != nil {
 		return mec.Decision{}, err
+	}
+	if len(except) > 0 {
+		hosts = slices.DeleteFunc(hosts, func(h mec.Host) bool { return slices.Contains(except, h.ID) })
 	}
 	sites, err := mec.LoadAll[mec.Site](tx, mec.KindSite)
 	if err != nil {

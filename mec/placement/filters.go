@@ -3,6 +3,7 @@ package placement
 import (
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/mecorch/mecorch/mec"
 )
@@ -169,8 +170,17 @@ func labelMatches(labels map[string]string, key, want string) bool {
 // would ever be placed otherwise; placing there is safe because the agent
 // applies its desired state when it comes up. NotReady (agent lost) and
 // Draining (operator cordon) take nothing new.
+//
+// ReadyHold is a flap guard: a Ready host that came back from NotReady
+// (Host.LastNotReady set) less than ReadyHold ago (Host.ReadySince) takes
+// nothing new until it has stayed up that long, so that a host whose link
+// comes and goes does not collect instances only to lose them again. A host
+// Ready for the first time is not held. Clock tells the time for it (nil:
+// time.Now); 0 holds nothing.
 type StateFilter struct {
-	Allowed []mec.HostState
+	Allowed   []mec.HostState
+	ReadyHold time.Duration
+	Clock     mec.Clock
 }
 
 func (StateFilter) Name() string { return NameState }
@@ -181,19 +191,39 @@ func (f StateFilter) Explain() string {
 	for i, st := range allowed {
 		names[i] = string(st)
 	}
-	return "are not " + strings.Join(names, " or ")
+	why := "are not " + strings.Join(names, " or ")
+	if f.ReadyHold > 0 {
+		why += ", or came back from NotReady less than " + f.ReadyHold.String() + " ago"
+	}
+	return why
 }
 
+// Keep reads the clock only for hosts back from an outage, which are few,
+// so a decision over thousands of hosts does not ask the time thousands of
+// times.
 func (f StateFilter) Keep(_ *Request, h *mec.Host, _ *mec.Site) bool {
+	ok := false
 	if f.Allowed == nil {
-		return h.State == mec.HostReady || h.State == mec.HostUnknown
-	}
-	for _, st := range f.Allowed {
-		if h.State == st {
-			return true
+		ok = h.State == mec.HostReady || h.State == mec.HostUnknown
+	} else {
+		for _, st := range f.Allowed {
+			if h.State == st {
+				ok = true
+				break
+			}
 		}
 	}
-	return false
+	if !ok || f.ReadyHold <= 0 || h.State != mec.HostReady || h.ReadySince == nil || h.LastNotReady == nil {
+		return ok
+	}
+	return f.now().Sub(*h.ReadySince) >= f.ReadyHold
+}
+
+func (f StateFilter) now() time.Time {
+	if f.Clock == nil {
+		return time.Now()
+	}
+	return f.Clock()
 }
 
 func (f StateFilter) allowed() []mec.HostState {
@@ -201,6 +231,21 @@ func (f StateFilter) allowed() []mec.HostState {
 		return []mec.HostState{mec.HostReady, mec.HostUnknown}
 	}
 	return f.Allowed
+}
+
+// WithReadyHold returns a copy of filters whose StateFilters hold back, by
+// clock, the hosts that came back from NotReady less than hold ago (see
+// StateFilter.ReadyHold): placement.New(WithReadyHold(DefaultFilters(), …),
+// DefaultScores(), opts) is Default with the flap guard.
+func WithReadyHold(filters []Filter, hold time.Duration, clock mec.Clock) []Filter {
+	out := append([]Filter(nil), filters...)
+	for i, f := range out {
+		if sf, ok := f.(StateFilter); ok {
+			sf.ReadyHold, sf.Clock = hold, clock
+			out[i] = sf
+		}
+	}
+	return out
 }
 
 // Dimension is one kind of resource in mec.Resources.

@@ -1,8 +1,10 @@
 package placement
 
 import (
+	"errors"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/mecorch/mecorch/mec"
 )
@@ -196,6 +198,76 @@ func TestStateFilter(t *testing.T) {
 	}
 	if got, want := (StateFilter{}).Explain(), "are not Ready or Unknown"; got != want {
 		t.Errorf("Explain = %q, want %q", got, want)
+	}
+}
+
+// TestStateFilterReadyHold: a host back from NotReady is held for
+// ReadyHold; one Ready for the first time, an Unknown one, and every host
+// when the hold is 0 are not.
+func TestStateFilterReadyHold(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	at := func(d time.Duration) *time.Time { t := now.Add(d); return &t }
+	tests := []struct {
+		name         string
+		hold         time.Duration
+		state        mec.HostState
+		readySince   *time.Time
+		lastNotReady *time.Time
+		want         bool
+	}{
+		{"back 10s ago, hold 30s", 30 * time.Second, mec.HostReady, at(-10 * time.Second), at(-time.Minute), false},
+		{"back exactly 30s ago", 30 * time.Second, mec.HostReady, at(-30 * time.Second), at(-time.Minute), true},
+		{"back long ago", 30 * time.Second, mec.HostReady, at(-time.Hour), at(-2 * time.Hour), true},
+		{"first Ready, never lost", 30 * time.Second, mec.HostReady, at(-time.Second), nil, true},
+		{"Ready without ReadySince", 30 * time.Second, mec.HostReady, nil, at(-time.Minute), true},
+		{"Unknown stays allowed", 30 * time.Second, mec.HostUnknown, nil, nil, true},
+		{"NotReady stays out", 30 * time.Second, mec.HostNotReady, at(-time.Hour), at(-time.Second), false},
+		{"no hold", 0, mec.HostReady, at(-time.Second), at(-time.Minute), true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := mec.Host{ID: "h", SiteID: "s", State: tt.state, ReadySince: tt.readySince, LastNotReady: tt.lastNotReady}
+			f := StateFilter{ReadyHold: tt.hold, Clock: func() time.Time { return now }}
+			if got := verdict(t, f, &Request{}, &h, &mec.Site{ID: "s"}); got != tt.want {
+				t.Errorf("got %v, want %v", got, tt.want)
+			}
+		})
+	}
+	if got, want := (StateFilter{ReadyHold: 30 * time.Second}).Explain(), "are not Ready or Unknown, or came back from NotReady less than 30s ago"; got != want {
+		t.Errorf("Explain = %q, want %q", got, want)
+	}
+}
+
+// TestWithReadyHold: the engine built from WithReadyHold holds a host back
+// from an outage and places on it once the hold has passed, and the
+// original filter list is left as it was.
+func TestWithReadyHold(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	clock := func() time.Time { return now }
+	base := DefaultFilters()
+	filters := WithReadyHold(base, time.Minute, clock)
+	for _, f := range base {
+		if sf, ok := f.(StateFilter); ok && sf.ReadyHold != 0 {
+			t.Fatal("WithReadyHold changed the list it was given")
+		}
+	}
+	e, err := New(filters, DefaultScores(), Options{Clock: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, lost := now.Add(-10*time.Second), now.Add(-time.Hour)
+	h := host("back", "s", mec.HostReady, res(4000, 4096, 0, 0), res(0, 0, 0, 0), nil)
+	h.ReadySince, h.LastNotReady = &back, &lost
+	snap := func() *Snapshot { return NewSnapshot([]mec.Host{h}, []mec.Site{{ID: "s"}}) }
+	_, err = e.Place(&Request{Need: res(1000, 512, 0, 0)}, snap())
+	var nf *NoFitError
+	if !errors.As(err, &nf) || nf.Counts()[NameState] != 1 {
+		t.Fatalf("host back 10s ago with a 1m hold: %v", err)
+	}
+	back = now.Add(-2 * time.Minute)
+	h.ReadySince = &back
+	if d, err := e.Place(&Request{Need: res(1000, 512, 0, 0)}, snap()); err != nil || d.HostID != "back" {
+		t.Fatalf("after the hold: %+v, %v", d, err)
 	}
 }
 

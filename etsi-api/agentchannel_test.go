@@ -1,0 +1,276 @@
+package etsiapi_test
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// wsAgent is a raw websocket peer playing an agent, so that tests can send
+// any frame, also broken ones.
+type wsAgent struct {
+	t    *testing.T
+	conn *websocket.Conn
+}
+
+func (s *server) dialAgent(token string) (*wsAgent, *http.Response, error) {
+	h := http.Header{}
+	if token != "" {
+		h.Set("Authorization", "Bearer "+token)
+	}
+	c, resp, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(s.url, "http")+"/api/v1/agents/connect", h)
+	if err != nil {
+		return nil, resp, err
+	}
+	s.t.Cleanup(func() { c.Close() })
+	return &wsAgent{t: s.t, conn: c}, resp, nil
+}
+
+func (a *wsAgent) sendRaw(data string) {
+	a.t.Helper()
+	if err := a.conn.WriteMessage(websocket.TextMessage, []byte(data)); err != nil {
+		a.t.Fatal(err)
+	}
+}
+
+func (a *wsAgent) send(typ string, seq int, body any) {
+	a.t.Helper()
+	b, _ := json.Marshal(body)
+	f, _ := json.Marshal(map[string]any{"v": 1, "type": typ, "seq": seq, "body": json.RawMessage(b)})
+	a.sendRaw(string(f))
+}
+
+type frame struct {
+	V    int             `json:"v"`
+	Type string          `json:"type"`
+	Body json.RawMessage `json:"body"`
+}
+
+// next reads the next frame of type typ, skipping others; "" takes any.
+func (a *wsAgent) next(typ string) frame {
+	a.t.Helper()
+	_ = a.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for {
+		_, data, err := a.conn.ReadMessage()
+		if err != nil {
+			a.t.Fatalf("waiting for %q: %v", typ, err)
+		}
+		var f frame
+		if err := json.Unmarshal(data, &f); err != nil {
+			a.t.Fatalf("frame %q: %v", data, err)
+		}
+		if f.Type == "error" && typ != "error" {
+			a.t.Fatalf("waiting for %q: got %s", typ, data)
+		}
+		if typ == "" || f.Type == typ {
+			return f
+		}
+	}
+}
+
+// closedWith expects an error frame with code, then the connection's end.
+func (a *wsAgent) closedWith(code string) {
+	a.t.Helper()
+	f := a.next("error")
+	var e struct{ Code, Detail string }
+	_ = json.Unmarshal(f.Body, &e)
+	if e.Code != code {
+		a.t.Fatalf("error code %q (%s), want %q", e.Code, e.Detail, code)
+	}
+	_ = a.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		if _, _, err := a.conn.ReadMessage(); err != nil {
+			if strings.Contains(err.Error(), "timeout") {
+				a.t.Fatal("the connection stayed open after the error")
+			}
+			return
+		}
+	}
+}
+
+func hello(host, site string) map[string]any {
+	return map[string]any{"hostId": host, "siteId": site, "agentVersion": "test-1",
+		"capacity": map[string]any{"milliCpu": 4000, "memoryMiB": 4096}, "generation": 0}
+}
+
+type desired struct {
+	Generation int64 `json:"generation"`
+	Instances  []struct {
+		ID, State string
+	} `json:"instances"`
+}
+
+// TestAgentChannel: an agent registers its host over the websocket, gets
+// its desired state pushed when an instance lands on it, and completes the
+// operation with its status report.
+func TestAgentChannel(t *testing.T) {
+	s := start(t, engines(t)["embedded"](t))
+	s.must("POST", "/api/v1/sites", map[string]any{"id": "s1", "name": "one"}, http.StatusCreated)
+	if _, resp, err := s.dialAgent(""); err == nil || resp == nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("no token: %v %v", err, resp)
+	}
+	a, _, err := s.dialAgent(s.token("h1", "agent"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.send("hello", 1, hello("h1", "s1"))
+	var w struct{ HeartbeatIntervalMs int64 }
+	_ = json.Unmarshal(a.next("welcome").Body, &w)
+	if w.HeartbeatIntervalMs <= 0 {
+		t.Fatalf("welcome %+v", w)
+	}
+	var ds desired
+	_ = json.Unmarshal(a.next("desired").Body, &ds)
+	if len(ds.Instances) != 0 {
+		t.Fatalf("first desired state %+v", ds)
+	}
+	var h struct {
+		State        string `json:"state"`
+		AgentVersion string `json:"agentVersion"`
+		Capacity     struct {
+			VCPU float64 `json:"vcpu"`
+		} `json:"capacity"`
+	}
+	_ = json.Unmarshal(s.must("GET", "/api/v1/hosts/h1", nil, http.StatusOK), &h)
+	if h.State != "Ready" || h.Capacity.VCPU != 4 {
+		t.Fatalf("registered host %+v", h)
+	}
+
+	zip, err := os.ReadFile("../examples/edge-echo.zip")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(zip)
+	var pkg struct{ ID string }
+	_ = json.Unmarshal(s.must("POST", "/app_pkgm/v1/onboarded_app_packages", map[string]any{"appPkgName": "echo", "appPkgVersion": "1",
+		"checksum": map[string]any{"algorithm": "SHA-256", "hash": hex.EncodeToString(sum[:])}}, http.StatusCreated), &pkg)
+	s.must("PUT", "/app_pkgm/v1/onboarded_app_packages/"+pkg.ID+"/package_content", zip, http.StatusAccepted)
+	var info struct {
+		AppDID string `json:"appDId"`
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for info.AppDID == "" && time.Now().Before(deadline) {
+		_ = json.Unmarshal(s.must("GET", "/app_pkgm/v1/onboarded_app_packages/"+pkg.ID, nil, http.StatusOK), &info)
+		time.Sleep(20 * time.Millisecond)
+	}
+	var in struct{ ID string }
+	_ = json.Unmarshal(s.must("POST", "/app_lcm/v1/app_instances", map[string]any{"appDId": info.AppDID}, http.StatusCreated), &in)
+	resp, _ := s.do(adminToken, "POST", "/app_lcm/v1/app_instances/"+in.ID+"/instantiate", map[string]any{}, "application/json")
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("instantiate: %d", resp.StatusCode)
+	}
+	opPath := resp.Header.Get("Location")[strings.Index(resp.Header.Get("Location"), "/app_lcm/"):]
+	_ = json.Unmarshal(a.next("desired").Body, &ds)
+	if len(ds.Instances) != 1 || ds.Instances[0].ID != in.ID || ds.Instances[0].State != "Running" {
+		t.Fatalf("pushed desired state %+v", ds)
+	}
+
+	// The image is served to this host's agent, not to another's.
+	if r, b := s.do(s.token("h1", "agent"), "GET", "/api/v1/hosts/h1/app_instances/"+in.ID+"/image", nil, ""); r.StatusCode != http.StatusOK ||
+		!strings.HasPrefix(string(b), "#!/bin/sh") || r.Header.Get("X-Mecorch-Image-Name") != "edge-echo.sh" {
+		t.Fatalf("image: %d %v %.40q", r.StatusCode, r.Header, b)
+	}
+	if r, _ := s.do(s.token("h9", "agent"), "GET", "/api/v1/hosts/h1/app_instances/"+in.ID+"/image", nil, ""); r.StatusCode != http.StatusNotFound {
+		t.Fatalf("another agent read the image: %d", r.StatusCode)
+	}
+
+	a.send("status", 2, map[string]any{"hostId": "h1", "generation": ds.Generation,
+		"agentVersion": "test-1", "instances": []any{map[string]any{"id": in.ID, "state": "Running", "address": "10.200.0.2"}}})
+	var op struct{ OperationState string }
+	for deadline := time.Now().Add(10 * time.Second); op.OperationState != "COMPLETED" && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		_ = json.Unmarshal(s.must("GET", opPath, nil, http.StatusOK), &op)
+	}
+	if op.OperationState != "COMPLETED" {
+		t.Fatalf("op after the report: %+v", op)
+	}
+	var ag struct {
+		HostID     string `json:"hostId"`
+		LastReport struct {
+			Instances []struct{ Address string } `json:"instances"`
+		} `json:"lastReport"`
+	}
+	_ = json.Unmarshal(s.must("GET", "/api/v1/agents/h1", nil, http.StatusOK), &ag)
+	if ag.HostID != "h1" || len(ag.LastReport.Instances) != 1 || ag.LastReport.Instances[0].Address != "10.200.0.2" {
+		t.Fatalf("agent view %+v", ag)
+	}
+	_ = json.Unmarshal(s.must("GET", "/api/v1/hosts/h1", nil, http.StatusOK), &h)
+	if h.AgentVersion != "test-1" {
+		t.Errorf("host's agent version after its report: %q", h.AgentVersion)
+	}
+	a.send("heartbeat", 3, map[string]any{"time": time.Now().UTC(), "generation": ds.Generation})
+}
+
+// TestAgentChannelRefusesBadFrames: each kind of bad frame closes its
+// connection with an error frame naming the problem, is counted, and a
+// well-behaved agent's session next to it carries on.
+func TestAgentChannelRefusesBadFrames(t *testing.T) {
+	s := start(t, engines(t)["embedded"](t))
+	s.must("POST", "/api/v1/sites", map[string]any{"id": "s1", "name": "one"}, http.StatusCreated)
+	good, _, err := s.dialAgent(s.token("good", "agent"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	good.send("hello", 1, hello("good", "s1"))
+	good.next("desired")
+
+	badTok := s.token("bad", "agent")
+	cases := []struct {
+		name string
+		act  func(a *wsAgent)
+		code string
+	}{
+		{"malformed", func(a *wsAgent) { a.sendRaw(`{"v":1,"type":"hello","body":{`) }, "badFrame"},
+		{"wrong version", func(a *wsAgent) { a.sendRaw(`{"v":2,"type":"hello","body":{}}`) }, "badVersion"},
+		{"oversized", func(a *wsAgent) {
+			a.sendRaw(`{"v":1,"type":"hello","body":{"hostId":"` + strings.Repeat("x", 1<<20) + `"}}`)
+		}, "tooLarge"},
+		{"hello for another host", func(a *wsAgent) { a.send("hello", 1, hello("good", "s1")) }, "forbidden"},
+		{"first frame not hello", func(a *wsAgent) { a.send("heartbeat", 1, map[string]any{"time": time.Now(), "generation": 0}) }, "unexpected"},
+		{"status for another host", func(a *wsAgent) {
+			a.send("hello", 1, hello("bad", "s1"))
+			a.next("desired")
+			a.send("status", 2, map[string]any{"hostId": "good", "generation": 0, "instances": []any{}})
+		}, "forbidden"},
+		{"orchestrator's frame from an agent", func(a *wsAgent) {
+			a.send("hello", 1, hello("bad", "s1"))
+			a.next("desired")
+			a.send("desired", 2, map[string]any{"hostId": "bad", "generation": 0, "instances": []any{}})
+		}, "unexpected"},
+		{"unknown field", func(a *wsAgent) {
+			a.send("hello", 1, map[string]any{"hostId": "bad", "siteId": "s1", "capacity": map[string]any{}, "bogus": true})
+		}, "badFrame"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			a, _, err := s.dialAgent(badTok)
+			if err != nil {
+				t.Fatal(err)
+			}
+			a.t = t
+			c.act(a)
+			a.closedWith(c.code)
+		})
+	}
+	// The good agent's session is untouched: it still reports and still
+	// gets what mecorch pushes.
+	good.send("heartbeat", 2, map[string]any{"time": time.Now().UTC(), "generation": 0})
+	good.send("status", 3, map[string]any{"hostId": "good", "generation": 0, "instances": []any{}})
+	var list []struct{ HostID string }
+	_ = json.Unmarshal(s.must("GET", "/api/v1/agents", nil, http.StatusOK), &list)
+	if len(list) != 1 || list[0].HostID != "good" {
+		t.Fatalf("sessions after the bad ones: %+v", list)
+	}
+	_, metrics := s.do(adminToken, "GET", "/metrics", nil, "")
+	for _, code := range []string{"badFrame", "badVersion", "tooLarge", "forbidden", "unexpected"} {
+		if !strings.Contains(string(metrics), `mecorch_agent_frames_refused_total{code="`+code+`"}`) {
+			t.Errorf("no refusal counted for %s", code)
+		}
+	}
+}

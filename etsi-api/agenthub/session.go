@@ -1,0 +1,359 @@
+package agenthub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/mecorch/mecorch/etsi-api/agentwire"
+	"github.com/mecorch/mecorch/etsi-api/auth"
+	"github.com/mecorch/mecorch/mec"
+	"github.com/mecorch/mecorch/mec/agentproto"
+	"github.com/mecorch/mecorch/mec/health"
+)
+
+// session is one agent's connection.
+type session struct {
+	hub    *Hub
+	conn   agentwire.Conn
+	hostID string
+	hello  agentproto.Hello
+	since  time.Time
+	kick   chan struct{}
+
+	mu         sync.Mutex
+	seq        uint64
+	sentGen    int64
+	lastBeat   time.Time
+	paths      []agentproto.Path
+	lastReport *agentproto.Report
+	pending    map[uint64]chan agentproto.Logs
+}
+
+func (s *session) poke() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (s *session) info() AgentInfo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return AgentInfo{HostID: s.hostID, Remote: s.conn.RemoteAddr(), AgentVersion: s.hello.AgentVersion,
+		ConnectedAt: s.since, SentGen: s.sentGen, Paths: s.paths, LastHeartbeat: s.lastBeat}
+}
+
+func (s *session) nextSeq() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.seq++
+	return s.seq
+}
+
+func (s *session) send(ctx context.Context, typ string, replyTo uint64, body any) error {
+	f, err := agentproto.NewFrame(typ, s.nextSeq(), replyTo, body)
+	if err != nil {
+		return err
+	}
+	return s.conn.Send(ctx, f)
+}
+
+// serve runs one connection: hello, registration, then the reader and the
+// desired-state pusher until either ends. p is the principal of the HTTP
+// upgrade; nil on transports that authenticate in the hello (SCTP).
+func (h *Hub) serve(ctx context.Context, c agentwire.Conn, p *auth.Principal) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer c.Close()
+
+	hctx, hcancel := context.WithTimeout(ctx, h.cfg.HelloTimeout)
+	f, err := c.Recv(hctx)
+	hcancel()
+	if err != nil {
+		h.refuseErr(c, "", err, "no hello")
+		return
+	}
+	if f.Type != agentproto.TypeHello {
+		h.refuse(c, "", agentproto.CodeUnexpected, "the first frame must be hello, not "+f.Type)
+		return
+	}
+	var hello agentproto.Hello
+	if err := agentproto.DecodeBody(f, &hello); err != nil {
+		h.refuseErr(c, "", err, "bad hello")
+		return
+	}
+	if p == nil {
+		pr, err := h.auth.Authenticate(ctx, hello.Token)
+		if err != nil {
+			if !auth.IsDenied(err) {
+				h.log.Error("authenticate agent", "host", hello.HostID, "err", err)
+			}
+			h.refuse(c, hello.HostID, agentproto.CodeForbidden, "authentication failed")
+			return
+		}
+		p = &pr
+	}
+	hello.Token = "" // never kept, never logged
+	if err := h.mayActFor(ctx, *p, hello.HostID); err != nil {
+		h.refuse(c, hello.HostID, agentproto.CodeForbidden, err.Error())
+		return
+	}
+	if err := h.register(ctx, hello); err != nil {
+		var prob *mec.Problem
+		if errors.As(err, &prob) && prob.Status < 500 {
+			h.refuse(c, hello.HostID, agentproto.CodeRefused, prob.Detail)
+			return
+		}
+		h.log.Error("register agent's host", "host", hello.HostID, "err", err)
+		_ = c.CloseWith(agentproto.CodeUnavailable, "mecorch could not register the host; retry later")
+		return
+	}
+	s := &session{hub: h, conn: c, hostID: hello.HostID, hello: hello, since: h.clock(), kick: make(chan struct{}, 1),
+		sentGen: -1, pending: map[uint64]chan agentproto.Logs{}}
+	h.attach(s)
+	defer h.detach(s)
+	h.log.Info("agent connected", "host", s.hostID, "remote", c.RemoteAddr(), "agentVersion", hello.AgentVersion, "generation", hello.Generation)
+	defer h.log.Info("agent disconnected", "host", s.hostID, "remote", c.RemoteAddr())
+
+	if err := s.send(ctx, agentproto.TypeWelcome, f.Seq, agentproto.Welcome{
+		HeartbeatIntervalMs: h.cfg.HeartbeatInterval.Milliseconds(), ServerVersion: h.cfg.ServerVersion}); err != nil {
+		return
+	}
+	if err := h.lc.Heartbeat(ctx, s.hostID); err != nil {
+		h.log.Error("record agent heartbeat", "host", s.hostID, "err", err)
+	}
+	s.poke()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.read(ctx)
+		cancel()
+	}()
+	s.push(ctx)
+	<-done
+}
+
+// mayActFor refuses an agent whose credential is another host's. Operators
+// may connect as any host (a bench or a debugging session).
+func (h *Hub) mayActFor(ctx context.Context, p auth.Principal, hostID string) error {
+	switch p.Role {
+	case auth.RoleOperator:
+		return nil
+	case auth.RoleAgent:
+		c, err := h.auth.GetClient(ctx, p.ClientID)
+		if err != nil {
+			return fmt.Errorf("the agent's client is unknown")
+		}
+		if c.Name != hostID {
+			return fmt.Errorf("this credential is for host %q, not %q", c.Name, hostID)
+		}
+		return nil
+	}
+	return fmt.Errorf("role %s may not connect as an agent", p.Role)
+}
+
+// register creates the host from the hello, or brings its capacity,
+// labels and agent version up to date. A host registered at another site
+// is refused: moving it is the operator's call.
+func (h *Hub) register(ctx context.Context, hello agentproto.Hello) error {
+	cur, _, err := h.inv.GetHost(ctx, hello.HostID)
+	if errors.Is(err, mec.ErrNotFound) {
+		_, _, err = h.inv.CreateHost(ctx, mec.Host{ID: hello.HostID, SiteID: hello.SiteID, Capacity: hello.Capacity, Labels: hello.Labels})
+		if !errors.Is(err, mec.ErrExists) {
+			return err
+		}
+		cur, _, err = h.inv.GetHost(ctx, hello.HostID)
+	}
+	if err != nil {
+		return err
+	}
+	if cur.SiteID != hello.SiteID {
+		return mec.Errorf(http.StatusConflict, nil, "host %s is registered at site %s, not %s", cur.ID, cur.SiteID, hello.SiteID)
+	}
+	// UpdateHost takes the host's spec only; state and generations are
+	// not the agent's to write.
+	next := mec.Host{SiteID: cur.SiteID, Name: cur.Name, Capacity: hello.Capacity, Labels: cur.Labels, Addresses: cur.Addresses}
+	if len(hello.Labels) > 0 {
+		next.Labels = map[string]string{}
+		for k, v := range cur.Labels {
+			next.Labels[k] = v
+		}
+		for k, v := range hello.Labels {
+			next.Labels[k] = v
+		}
+	}
+	if _, _, err := h.inv.UpdateHost(ctx, cur.ID, next, mec.AnyVersion); err != nil {
+		var prob *mec.Problem
+		if errors.As(err, &prob) && prob.Status == http.StatusConflict {
+			// The machine shrank below what its instances hold: keep the
+			// old capacity so nothing is evicted behind the operator's back.
+			h.log.Warn("agent's capacity is below what the host's instances hold; keeping the registered capacity",
+				"host", cur.ID, "agentCapacity", hello.Capacity, "err", err)
+			return nil
+		}
+		return err
+	}
+	return nil
+}
+
+// push sends the host's desired state whenever its generation moves.
+func (s *session) push(ctx context.Context) {
+	h := s.hub
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.kick:
+		}
+		ds, err := h.lc.DesiredState(ctx, s.hostID)
+		if err != nil {
+			if ctx.Err() == nil {
+				h.log.Error("read desired state", "host", s.hostID, "err", err)
+			}
+			if errors.Is(err, mec.ErrNotFound) {
+				_ = s.conn.CloseWith(agentproto.CodeRefused, "host "+s.hostID+" was deleted")
+				return
+			}
+			continue
+		}
+		s.mu.Lock()
+		same := ds.Generation == s.sentGen
+		s.mu.Unlock()
+		if same {
+			continue
+		}
+		if err := s.send(ctx, agentproto.TypeDesired, 0, ds); err != nil {
+			return
+		}
+		s.mu.Lock()
+		s.sentGen = ds.Generation
+		s.mu.Unlock()
+	}
+}
+
+// read handles the agent's frames until the connection fails or the agent
+// breaks the protocol.
+func (s *session) read(ctx context.Context) {
+	h := s.hub
+	for {
+		f, err := s.conn.Recv(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				h.refuseErr(s.conn, s.hostID, err, "")
+			}
+			return
+		}
+		if !agentproto.FromAgent(f.Type) || f.Type == agentproto.TypeHello {
+			h.refuse(s.conn, s.hostID, agentproto.CodeUnexpected, "an agent may not send "+f.Type+" here")
+			return
+		}
+		switch f.Type {
+		case agentproto.TypeStatus:
+			var r agentproto.Report
+			if err := agentproto.DecodeBody(f, &r); err != nil {
+				h.refuseErr(s.conn, s.hostID, err, "bad status")
+				return
+			}
+			if r.HostID != s.hostID {
+				h.refuse(s.conn, s.hostID, agentproto.CodeForbidden, "status for host "+r.HostID+" on the session of "+s.hostID)
+				return
+			}
+			s.mu.Lock()
+			s.lastReport = &r
+			s.mu.Unlock()
+			if err := h.lc.ReportStatus(ctx, r); err != nil && ctx.Err() == nil {
+				// A report ahead of the desired generation (a restored
+				// backup) or a store failure: logged, the session goes on.
+				h.log.Warn("agent report not recorded", "host", s.hostID, "generation", r.Generation, "err", err)
+			}
+			s.beat()
+		case agentproto.TypeHeartbeat:
+			var hb agentproto.Heartbeat
+			if err := agentproto.DecodeBody(f, &hb); err != nil {
+				h.refuseErr(s.conn, s.hostID, err, "bad heartbeat")
+				return
+			}
+			if err := h.lc.Heartbeat(ctx, s.hostID); err != nil && ctx.Err() == nil {
+				h.log.Error("record agent heartbeat", "host", s.hostID, "err", err)
+			}
+			s.beat()
+		case agentproto.TypeLogs:
+			var l agentproto.Logs
+			if err := agentproto.DecodeBody(f, &l); err != nil {
+				h.refuseErr(s.conn, s.hostID, err, "bad logs")
+				return
+			}
+			s.mu.Lock()
+			ch := s.pending[f.ReplyTo]
+			delete(s.pending, f.ReplyTo)
+			s.mu.Unlock()
+			if ch != nil {
+				ch <- l
+			}
+		case agentproto.TypePaths:
+			var ps agentproto.Paths
+			if err := agentproto.DecodeBody(f, &ps); err != nil {
+				h.refuseErr(s.conn, s.hostID, err, "bad paths")
+				return
+			}
+			s.notePaths(ctx, ps.Paths)
+		case agentproto.TypeError:
+			var e agentproto.Error
+			_ = agentproto.DecodeBody(f, &e)
+			h.log.Warn("agent closes its session", "host", s.hostID, "code", e.Code, "detail", e.Detail)
+			return
+		}
+	}
+}
+
+func (s *session) beat() {
+	s.mu.Lock()
+	s.lastBeat = s.hub.clock()
+	s.mu.Unlock()
+}
+
+// notePaths keeps the transport's paths and raises an alarm for each path
+// that went down (cleared when it comes back).
+func (s *session) notePaths(ctx context.Context, paths []agentproto.Path) {
+	h := s.hub
+	s.mu.Lock()
+	s.paths = paths
+	s.mu.Unlock()
+	for _, p := range paths {
+		obj := s.hostID + "/path/" + p.Local + "-" + p.Remote
+		var err error
+		if p.State == agentproto.PathInactive {
+			_, err = h.alarms.Raise(ctx, health.AlarmSpec{
+				ManagedObjectID: obj, ProbableCause: health.CauseTransportPathDown,
+				PerceivedSeverity: health.SeverityMajor, EventType: health.EventCommunications,
+				FaultType:    "SCTP path down",
+				FaultDetails: []string{"host " + s.hostID, "local " + p.Local, "remote " + p.Remote},
+			})
+		} else {
+			err = h.alarms.Clear(ctx, obj, health.CauseTransportPathDown)
+		}
+		if err != nil && ctx.Err() == nil {
+			h.log.Error("path alarm", "host", s.hostID, "path", obj, "err", err)
+		}
+	}
+}
+
+// refuseErr closes the connection after a receive or decode error: a
+// protocol error is refused with its code; a connection that just ended is
+// only noted.
+func (h *Hub) refuseErr(c agentwire.Conn, hostID string, err error, what string) {
+	var pe *agentproto.ProtocolError
+	if errors.As(err, &pe) {
+		detail := pe.Detail
+		if what != "" {
+			detail = what + ": " + detail
+		}
+		h.refuse(c, hostID, pe.Code, detail)
+		return
+	}
+	h.log.Debug("agent connection ended", "remote", c.RemoteAddr(), "host", hostID, "err", err)
+}

@@ -1,0 +1,139 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/mecorch/mecorch/mec/agentproto"
+	"github.com/mecorch/mecorch/mec/apprun"
+)
+
+// defaultGrace is how long an instance that is no longer wanted at all
+// (not in the desired state) gets to stop before it is killed.
+const defaultGrace = 10 * time.Second
+
+// reconcile makes one pass: what should run and does not is started, what
+// runs and should not is stopped or removed; nothing else is touched. Stops
+// honour their grace period without holding up the pass.
+func (a *Agent) reconcile(ctx context.Context) {
+	a.mu.Lock()
+	ds := a.desired
+	a.mu.Unlock()
+	if ds == nil {
+		// Nothing is known yet (a new host, or one whose state was lost):
+		// instances found running are left alone until the orchestrator
+		// says what it wants.
+		return
+	}
+	have := map[string]apprun.Status{}
+	for _, st := range a.rt.List() {
+		have[st.ID] = st
+	}
+	wanted := map[string]bool{}
+	for _, in := range ds.Instances {
+		wanted[in.ID] = true
+		if a.isBusy(in.ID) {
+			continue
+		}
+		st, known := have[in.ID]
+		grace := time.Duration(in.StopGraceSeconds) * time.Second
+		switch in.State {
+		case agentproto.ObservedRunning:
+			// Failed means the runtime is backing off before a restart
+			// (or its policy gave up): not the reconcile's to undo.
+			if known && (st.State == agentproto.ObservedRunning || st.State == agentproto.ObservedFailed) {
+				continue
+			}
+			a.start(ctx, in)
+		case agentproto.ObservedStopped:
+			a.setFailure(in.ID, "")
+			if known && st.State != agentproto.ObservedStopped {
+				a.async(ctx, in.ID, "stop", func(ctx context.Context) error { return a.rt.Stop(ctx, in.ID, grace) })
+			}
+		case agentproto.DesiredAbsentState:
+			a.setFailure(in.ID, "")
+			if known {
+				a.async(ctx, in.ID, "remove", func(ctx context.Context) error { return a.stopAndRemove(ctx, in.ID, grace) })
+			}
+		}
+	}
+	for id := range have {
+		if !wanted[id] && !a.isBusy(id) {
+			a.setFailure(id, "")
+			a.async(ctx, id, "remove", func(ctx context.Context) error { return a.stopAndRemove(ctx, id, defaultGrace) })
+		}
+	}
+	a.mu.Lock()
+	if ds.Generation > a.applied {
+		a.applied = ds.Generation
+	}
+	a.mu.Unlock()
+}
+
+func (a *Agent) start(ctx context.Context, in agentproto.DesiredInstance) {
+	exe, err := a.images.Fetch(ctx, in)
+	if err != nil {
+		a.log.Error("fetch software image", "instance", in.ID, "err", err)
+		a.setFailure(in.ID, "software image: "+err.Error())
+		return
+	}
+	spec := apprun.Spec{
+		ID: in.ID, Exec: exe,
+		Env:       []string{"MEC_APPD_ID=" + in.AppDID, "MEC_HOST_ID=" + a.cfg.HostID},
+		MilliCPU:  in.Resources.MilliCPU,
+		MemoryMiB: in.Resources.MemoryMiB,
+		Restart:   a.cfg.Restart,
+	}
+	if err := a.rt.Start(ctx, spec); err != nil {
+		a.log.Error("start instance", "instance", in.ID, "err", err)
+		a.setFailure(in.ID, "start: "+err.Error())
+		return
+	}
+	a.setFailure(in.ID, "")
+	a.log.Info("instance started", "instance", in.ID, "appDId", in.AppDID)
+}
+
+func (a *Agent) stopAndRemove(ctx context.Context, id string, grace time.Duration) error {
+	if err := a.rt.Stop(ctx, id, grace); err != nil && !errors.Is(err, apprun.ErrNotFound) {
+		return err
+	}
+	return a.rt.Remove(ctx, id)
+}
+
+// async runs a stop or remove in its own goroutine, marking the instance
+// busy meanwhile so that the next passes leave it alone; a new pass follows
+// its end so that the report catches up.
+func (a *Agent) async(ctx context.Context, id, what string, f func(context.Context) error) {
+	a.mu.Lock()
+	a.busy[id] = true
+	a.mu.Unlock()
+	go func() {
+		err := f(ctx)
+		if err != nil && ctx.Err() == nil {
+			a.log.Error(what+" instance", "instance", id, "err", err)
+		} else if err == nil {
+			a.log.Info("instance "+what+" done", "instance", id)
+		}
+		a.mu.Lock()
+		delete(a.busy, id)
+		a.mu.Unlock()
+		a.poke(a.kick)
+	}()
+}
+
+func (a *Agent) isBusy(id string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.busy[id]
+}
+
+func (a *Agent) setFailure(id, msg string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if msg == "" {
+		delete(a.failures, id)
+	} else {
+		a.failures[id] = msg
+	}
+}

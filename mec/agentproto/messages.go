@@ -1,0 +1,156 @@
+// Package agentproto is the message stream between mecorch and the agent on
+// each edge server: what the messages are, how they are framed and which of
+// them each side may send. Transports (websocket, SCTP) carry the frames;
+// they live in etsi-api/agentwire. docs/agent-protocol.md is the reference.
+package agentproto
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/mecorch/mecorch/mec"
+)
+
+// Version is the protocol version this build speaks. A frame of another
+// version is refused and the connection closed.
+const Version = 1
+
+// MaxFrameBytes bounds one frame; a larger one is refused.
+const MaxFrameBytes = 1 << 20
+
+// Message types. The comment says who sends it.
+const (
+	TypeHello       = "hello"       // agent → mecorch, first frame
+	TypeWelcome     = "welcome"     // mecorch → agent, answer to hello
+	TypeDesired     = "desired"     // mecorch → agent, the host's desired state
+	TypeStatus      = "status"      // agent → mecorch, the generation reached and instance states
+	TypeHeartbeat   = "heartbeat"   // agent → mecorch
+	TypeLogsRequest = "logsRequest" // mecorch → agent
+	TypeLogs        = "logs"        // agent → mecorch, answer to logsRequest (replyTo)
+	TypePaths       = "paths"       // agent → mecorch, transport path measurements (SCTP)
+	TypeError       = "error"       // either side, before closing
+)
+
+// Frame is one message on the wire: a JSON object with the protocol version,
+// the type, a sequence number per sender and the type's body.
+type Frame struct {
+	V       int             `json:"v"`
+	Type    string          `json:"type"`
+	Seq     uint64          `json:"seq,omitempty"`
+	ReplyTo uint64          `json:"replyTo,omitempty"`
+	Body    json.RawMessage `json:"body,omitempty"`
+}
+
+// Hello opens a session. HostID must be the host the agent's credential is
+// for. The orchestrator registers the host (or updates its capacity, labels
+// and agent version) from it.
+type Hello struct {
+	HostID       string            `json:"hostId"`
+	SiteID       string            `json:"siteId"`
+	AgentVersion string            `json:"agentVersion"`
+	Capacity     mec.Resources     `json:"capacity"`
+	Labels       map[string]string `json:"labels,omitempty"`
+	// Generation is the last desired generation the agent applied (0 if none).
+	Generation int64 `json:"generation"`
+	// Token is the agent's bearer token on transports without HTTP headers
+	// (SCTP); empty on websocket, where it rides on the upgrade request.
+	// Hello's String and LogValue leave it out: it must never be logged.
+	Token string `json:"token,omitempty"`
+}
+
+// Welcome accepts a session.
+type Welcome struct {
+	HeartbeatIntervalMs int64  `json:"heartbeatIntervalMs"`
+	ServerVersion       string `json:"serverVersion"`
+}
+
+// DesiredInstance is one instance as its host's agent must run it.
+type DesiredInstance struct {
+	ID               string        `json:"id"`
+	AppDID           string        `json:"appDId"`
+	AppPkgID         string        `json:"appPkgId"`
+	State            string        `json:"state"` // Running, Stopped or Absent
+	Resources        mec.Resources `json:"resources"`
+	StopGraceSeconds int           `json:"stopGraceSeconds,omitempty"`
+}
+
+// DesiredState is what one host must make true. Generation grows with every
+// change, so an agent that has applied generation g can ignore anything
+// older and report g back.
+type DesiredState struct {
+	HostID     string            `json:"hostId"`
+	Generation int64             `json:"generation"`
+	Instances  []DesiredInstance `json:"instances"`
+}
+
+// Observed instance states.
+const (
+	ObservedRunning = "Running"
+	ObservedStopped = "Stopped"
+	ObservedFailed  = "Failed"
+)
+
+// Usage is what an instance (or the host) consumes now.
+type Usage struct {
+	MilliCPU    int64 `json:"milliCpu"`
+	MemoryBytes int64 `json:"memoryBytes"`
+}
+
+// InstanceStatus is one instance as the agent sees it.
+type InstanceStatus struct {
+	ID       string `json:"id"`
+	State    string `json:"state"` // Running, Stopped or Failed; an instance not listed is absent
+	Message  string `json:"message,omitempty"`
+	Address  string `json:"address,omitempty"` // the instance's address on the host's app bridge
+	Restarts int    `json:"restarts,omitempty"`
+	Usage    *Usage `json:"usage,omitempty"`
+}
+
+// Report is what an agent reports: the generation it has applied and the
+// instances it runs.
+type Report struct {
+	HostID       string           `json:"hostId"`
+	Generation   int64            `json:"generation"`
+	AgentVersion string           `json:"agentVersion,omitempty"`
+	Instances    []InstanceStatus `json:"instances"`
+	Usage        *Usage           `json:"usage,omitempty"`
+}
+
+// Heartbeat says the agent is alive between reports.
+type Heartbeat struct {
+	Time       time.Time `json:"time"`
+	Generation int64     `json:"generation"`
+}
+
+// LogsRequest asks for the tail of an instance's stdout/stderr log.
+type LogsRequest struct {
+	InstanceID string `json:"instanceId"`
+	MaxBytes   int    `json:"maxBytes"`
+}
+
+// Logs answers a LogsRequest (Frame.ReplyTo is the request's Seq).
+type Logs struct {
+	InstanceID string `json:"instanceId"`
+	Data       string `json:"data"`
+	Truncated  bool   `json:"truncated,omitempty"`
+	Error      string `json:"error,omitempty"`
+}
+
+// Path is one transport path of a multi-homed association.
+type Path struct {
+	Local      string `json:"local"`
+	Remote     string `json:"remote"`
+	State      string `json:"state"` // Active or Inactive
+	SRTTMicros int64  `json:"srttMicros"`
+}
+
+// Paths reports the transport's paths (SCTP only).
+type Paths struct {
+	Paths []Path `json:"paths"`
+}
+
+// Error tells the peer why the connection is being closed.
+type Error struct {
+	Code   string `json:"code"` // e.g. badFrame, badVersion, forbidden, tooLarge, unexpected
+	Detail string `json:"detail"`
+}
