@@ -5,7 +5,7 @@ STATE ?= .mecorch
 LISTEN ?= 127.0.0.1:8080
 BIN := bin
 
-.PHONY: all build run test deps vet fuzz bench load clean
+.PHONY: all build run test deps vet fuzz bench load failover clean
 
 all: build
 
@@ -50,6 +50,7 @@ fuzz:
 	$(GO) test -run=NONE -fuzz='^FuzzDecodeCreateAppPkg$$' -fuzztime=$(FUZZTIME) ./etsi-api/apppkgm
 	$(GO) test -run=NONE -fuzz='^FuzzDecodeInstantiate$$' -fuzztime=$(FUZZTIME) ./etsi-api/applcm
 	$(GO) test -run=NONE -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./etsi-api/selector
+	$(GO) test -run=NONE -fuzz='^FuzzDecode$$' -fuzztime=$(FUZZTIME) ./mec/agentproto
 
 # bench: the Go benchmarks behind docs/BENCHMARKS.md.
 bench:
@@ -58,6 +59,12 @@ bench:
 # load: API throughput of instance creation on each store engine.
 load: build deps
 	$(GO) run ./bench/mecload -engines embedded,postgres
+
+# failover: time to detect a failed host and to have its instance running
+# elsewhere, in a lab of real agents in network namespaces (root).
+failover:
+	$(GO) run ./bench/failover -runs 10 -heartbeat 2s -missed 3
+	$(GO) run ./bench/failover -runs 10 -heartbeat 1s -missed 3
 
 clean:
 	rm -rf $(BIN)

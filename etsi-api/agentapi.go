@@ -2,10 +2,12 @@ package etsiapi
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"path"
 	"strconv"
+	"time"
 
 	"github.com/mecorch/mecorch/appd"
 
@@ -28,7 +30,14 @@ type agentAPI struct {
 	lc      *lifecycle.Service
 	catalog *catalog.Service
 	auth    *auth.Authenticator
+	// imageSlots bounds the image downloads served at once: each holds its
+	// package and the inflated image in memory.
+	imageSlots chan struct{}
 }
+
+// maxImageDownloads is how many software images are served at once; more
+// wait for a slot, then get 503 with Retry-After.
+const maxImageDownloads = 4
 
 func (a agentAPI) routes(mux *http.ServeMux) {
 	wrap := a.auth.Require(auth.RoleAgent) // operators always pass
@@ -104,8 +113,22 @@ func (a agentAPI) report(w http.ResponseWriter, r *http.Request) {
 func (a agentAPI) image(w http.ResponseWriter, r *http.Request) {
 	hostID, instID := r.PathValue("hostId"), r.PathValue("instanceId")
 	in, err := a.lc.Get(r.Context(), instID)
+	if err != nil && !errors.Is(err, mec.ErrNotFound) {
+		problem.WriteError(w, r, err)
+		return
+	}
 	if err != nil || in.HostID != hostID {
 		problem.Write(w, r, problem.Details{Status: http.StatusNotFound, Detail: "no app instance " + instID + " on host " + hostID})
+		return
+	}
+	select {
+	case a.imageSlots <- struct{}{}:
+		defer func() { <-a.imageSlots }()
+	case <-time.After(10 * time.Second):
+		w.Header().Set("Retry-After", "5")
+		problem.Write(w, r, problem.Details{Status: http.StatusServiceUnavailable, Detail: "too many software images being served; retry later"})
+		return
+	case <-r.Context().Done():
 		return
 	}
 	_, content, err := a.catalog.Content(r.Context(), in.AppPkgID)

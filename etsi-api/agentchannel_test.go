@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	etsiapi "github.com/mecorch/mecorch/etsi-api"
 )
 
 // wsAgent is a raw websocket peer playing an agent, so that tests can send
@@ -93,6 +95,24 @@ func (a *wsAgent) closedWith(code string) {
 			return
 		}
 	}
+}
+
+// tokenFor gets an access token for a client's credentials.
+func (s *server) tokenFor(id, secret string) string {
+	s.t.Helper()
+	req, _ := http.NewRequest("POST", s.url+"/oauth2/token", strings.NewReader("grant_type=client_credentials"))
+	req.SetBasicAuth(id, secret)
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&tok)
+	return tok.AccessToken
 }
 
 func hello(host, site string) map[string]any {
@@ -263,9 +283,14 @@ func TestAgentChannelRefusesBadFrames(t *testing.T) {
 	good.send("heartbeat", 2, map[string]any{"time": time.Now().UTC(), "generation": 0})
 	good.send("status", 3, map[string]any{"hostId": "good", "generation": 0, "instances": []any{}})
 	var list []struct{ HostID string }
-	_ = json.Unmarshal(s.must("GET", "/api/v1/agents", nil, http.StatusOK), &list)
-	if len(list) != 1 || list[0].HostID != "good" {
-		t.Fatalf("sessions after the bad ones: %+v", list)
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		_ = json.Unmarshal(s.must("GET", "/api/v1/agents", nil, http.StatusOK), &list)
+		if len(list) == 1 && list[0].HostID == "good" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sessions after the bad ones: %+v", list)
+		}
 	}
 	_, metrics := s.do(adminToken, "GET", "/metrics", nil, "")
 	for _, code := range []string{"badFrame", "badVersion", "tooLarge", "forbidden", "unexpected"} {
@@ -273,4 +298,90 @@ func TestAgentChannelRefusesBadFrames(t *testing.T) {
 			t.Errorf("no refusal counted for %s", code)
 		}
 	}
+}
+
+// TestAgentChannelAfterRevocationAndDeletion: a revoked credential's
+// session is closed at the next resync; a host deleted by an operator is
+// not brought back by its agent reconnecting.
+func TestAgentChannelAfterRevocationAndDeletion(t *testing.T) {
+	s := start(t, engines(t)["embedded"](t), func(c *etsiapi.Config) { c.Agents.Resync = 100 * time.Millisecond })
+	s.must("POST", "/api/v1/sites", map[string]any{"id": "s1", "name": "one"}, http.StatusCreated)
+
+	var c struct{ ClientID, ClientSecret string }
+	_ = json.Unmarshal(s.must("POST", "/api/v1/clients", map[string]any{"name": "h1", "role": "agent"}, http.StatusCreated), &c)
+	a, _, err := s.dialAgent(s.tokenFor(c.ClientID, c.ClientSecret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.send("hello", 1, hello("h1", "s1"))
+	a.next("desired")
+	s.must("DELETE", "/api/v1/clients/"+c.ClientID, nil, http.StatusNoContent)
+	a.closedWith("forbidden")
+
+	tok := s.token("h2", "agent")
+	b, _, err := s.dialAgent(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.send("hello", 1, hello("h2", "s1"))
+	b.next("desired")
+	s.must("DELETE", "/api/v1/hosts/h2", nil, http.StatusNoContent)
+	b.closedWith("refused")
+	again, _, err := s.dialAgent(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again.send("hello", 1, hello("h2", "s1"))
+	again.closedWith("refused")
+	s.must("GET", "/api/v1/hosts/h2", nil, http.StatusNotFound)
+}
+
+// TestAgentChannelPathAlarms: a transport path reported down raises an
+// alarm on that path; reported up again, or the session ending, clears it.
+func TestAgentChannelPathAlarms(t *testing.T) {
+	s := start(t, engines(t)["embedded"](t))
+	s.must("POST", "/api/v1/sites", map[string]any{"id": "s1", "name": "one"}, http.StatusCreated)
+	a, _, err := s.dialAgent(s.token("h1", "agent"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.send("hello", 1, hello("h1", "s1"))
+	a.next("desired")
+	paths := func(state2 string) map[string]any {
+		return map[string]any{"paths": []any{
+			map[string]any{"local": "10.0.0.2", "remote": "10.0.0.1", "state": "Active", "srttMicros": 800},
+			map[string]any{"local": "10.1.0.2", "remote": "10.1.0.1", "state": state2, "srttMicros": 0},
+		}}
+	}
+	type alarm struct{ ManagedObjectID, ProbableCause, PerceivedSeverity string }
+	active := func() []alarm {
+		var out []alarm
+		_ = json.Unmarshal(s.must("GET", "/api/v1/alarms?state=active", nil, http.StatusOK), &out)
+		return out
+	}
+	waitAlarms := func(n int) []alarm {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			got := active()
+			if len(got) == n {
+				return got
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("active alarms %+v, want %d", got, n)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	a.send("paths", 2, paths("Inactive"))
+	got := waitAlarms(1)
+	if got[0].ManagedObjectID != "h1/path/10.1.0.2-10.1.0.1" || got[0].ProbableCause != "transportPathDown" || got[0].PerceivedSeverity != "MAJOR" {
+		t.Fatalf("path alarm %+v", got[0])
+	}
+	a.send("paths", 3, paths("Active"))
+	waitAlarms(0)
+	a.send("paths", 4, paths("Inactive"))
+	waitAlarms(1)
+	a.conn.Close()
+	waitAlarms(0)
 }

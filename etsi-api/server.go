@@ -136,7 +136,7 @@ func New(cfg Config, store mec.Store, clock mec.Clock, log *slog.Logger, reg *pr
 	mux.Handle(auth.ClientsPath, a.ClientsHandler()) // operator-only inside
 	mux.Handle(auth.ClientsPath+"/", a.ClientsHandler())
 	mux.Handle("/api/v1/", operatorOnly(operator.NewHandler(inv, log, operator.WithAlarms(s.alarms))))
-	agentAPI{lc: s.lifecycle, catalog: s.catalog, auth: a}.routes(mux)
+	agentAPI{lc: s.lifecycle, catalog: s.catalog, auth: a, imageSlots: make(chan struct{}, maxImageDownloads)}.routes(mux)
 	s.hub.Routes(mux)
 	mux.Handle("/app_pkgm/v1/", providers(pkgm))
 	mux.Handle("/app_lcm/v1/", providers(lcm))

@@ -85,7 +85,7 @@ type server struct {
 	cbURL string
 }
 
-func start(t *testing.T, store mec.Store) *server {
+func start(t *testing.T, store mec.Store, tweak ...func(*etsiapi.Config)) *server {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -93,8 +93,12 @@ func start(t *testing.T, store mec.Store) *server {
 	// The listener comes first: the server needs its own URL for _links.
 	ts := httptest.NewUnstartedServer(nil)
 	base := "http://" + ts.Listener.Addr().String()
-	srv, err := etsiapi.New(etsiapi.Config{BaseURL: base, AdminToken: adminToken, StoreEngine: "test",
-		Notify: notify.Config{BaseDelay: 10 * time.Millisecond}}, store, time.Now, slog.New(slog.NewTextHandler(io.Discard, nil)), reg)
+	cfg := etsiapi.Config{BaseURL: base, AdminToken: adminToken, StoreEngine: "test",
+		Notify: notify.Config{BaseDelay: 10 * time.Millisecond}}
+	for _, f := range tweak {
+		f(&cfg)
+	}
+	srv, err := etsiapi.New(cfg, store, time.Now, slog.New(slog.NewTextHandler(io.Discard, nil)), reg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -89,33 +90,43 @@ func once(bins agentlab.Binaries, dir string, hb time.Duration, missed int) (tim
 	if err != nil {
 		return 0, 0, err
 	}
-	inst, _, err := l.Instantiate(ctx, appD, "echo", map[string]any{"siteIds": []string{"s1"}})
+	// No placement constraint: a site constraint would pin the instance
+	// to its dead site.
+	inst, _, err := l.Instantiate(ctx, appD, "echo", nil)
 	if err != nil {
 		return 0, 0, err
 	}
+	var victim, survivor string
 	if err := agentlab.Eventually(20*time.Second, func() error {
 		in, err := l.Instance(ctx, inst)
 		if err == nil && in.Mecorch.ObservedState != "Running" {
 			err = fmt.Errorf("instance is %q", in.Mecorch.ObservedState)
 		}
+		victim = in.Mecorch.HostID
 		return err
 	}); err != nil {
 		return 0, 0, err
 	}
-	// Let a few heartbeats pass so the kill lands at a random phase.
-	time.Sleep(2 * hb)
+	survivor = "h2"
+	if victim == "h2" {
+		survivor = "h1"
+	}
+	// Kill at a random phase of the heartbeat: the lab's timing is
+	// otherwise so regular that every run would kill at the same point
+	// between two heartbeats.
+	time.Sleep(2*hb + time.Duration(rand.Int64N(int64(hb))))
 
 	killed := time.Now()
-	l.KillAgent("h1", true)
-	if err := l.SetLink("h1", false); err != nil {
+	l.KillAgent(victim, true)
+	if err := l.SetLink(victim, false); err != nil {
 		return 0, 0, err
 	}
 	var recovered time.Time
 	deadline := killed.Add(time.Minute)
 	for time.Now().Before(deadline) {
 		in, err := l.Instance(ctx, inst)
-		if err == nil && in.Mecorch.HostID == "h2" {
-			if addr, err := l.InstanceAddr(ctx, "h2", inst); err == nil && l.Echo(ctx, "h2", addr) == nil {
+		if err == nil && in.Mecorch.HostID == survivor {
+			if addr, err := l.InstanceAddr(ctx, survivor, inst); err == nil && l.Echo(ctx, survivor, addr) == nil {
 				recovered = time.Now()
 				break
 			}
@@ -123,16 +134,16 @@ func once(bins agentlab.Binaries, dir string, hb time.Duration, missed int) (tim
 		time.Sleep(20 * time.Millisecond)
 	}
 	if recovered.IsZero() {
-		return 0, 0, fmt.Errorf("instance never ran on h2")
+		return 0, 0, fmt.Errorf("instance never ran on %s", survivor)
 	}
 	var al []struct {
 		AlarmRaisedTime time.Time `json:"alarmRaisedTime"`
 	}
-	if err := l.Client.Do(ctx, "GET", "/api/v1/alarms?state=all&managedObjectId=h1", nil, &al, 200); err != nil {
+	if err := l.Client.Do(ctx, "GET", "/api/v1/alarms?state=all&managedObjectId="+victim, nil, &al, 200); err != nil {
 		return 0, 0, err
 	}
 	if len(al) != 1 {
-		return 0, 0, fmt.Errorf("%d alarms for h1", len(al))
+		return 0, 0, fmt.Errorf("%d alarms for %s", len(al), victim)
 	}
 	return al[0].AlarmRaisedTime.Sub(killed), recovered.Sub(killed), nil
 }

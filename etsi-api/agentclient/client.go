@@ -8,6 +8,7 @@ package agentclient
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,6 +19,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"crypto/tls"
 
@@ -156,6 +158,12 @@ func (c *Client) session(ctx context.Context) error {
 	}
 	conn, err := c.dial(ctx, token)
 	if err != nil {
+		// A refused token (expired early, signing key rotated, client
+		// re-created) would be refused again: fetch a new one next time.
+		var he *agentwire.HandshakeError
+		if errors.As(err, &he) && (he.StatusCode == http.StatusUnauthorized || he.StatusCode == http.StatusForbidden) {
+			c.tokens.Forget()
+		}
 		return err
 	}
 	defer conn.Close()
@@ -275,9 +283,11 @@ func (c *Client) read(ctx context.Context, conn agentwire.Conn, send func(string
 				return err
 			}
 			data, trunc, err := c.ag.Logs(lr.InstanceID, lr.MaxBytes)
-			out := agentproto.Logs{InstanceID: lr.InstanceID, Data: string(data), Truncated: trunc}
+			out := agentproto.Logs{InstanceID: lr.InstanceID, Error: ""}
 			if err != nil {
-				out = agentproto.Logs{InstanceID: lr.InstanceID, Error: err.Error()}
+				out.Error = err.Error()
+			} else {
+				out.Data, out.Truncated = fitLogs(data, trunc)
 			}
 			if err := send(agentproto.TypeLogs, f.Seq, out); err != nil {
 				return err
@@ -296,4 +306,27 @@ func (c *Client) setConnected(v bool) {
 	c.mu.Lock()
 	c.connected = v
 	c.mu.Unlock()
+}
+
+// logsRoom is how much of a frame a log tail may take once JSON-encoded;
+// the rest is for the frame's other fields.
+const logsRoom = agentproto.MaxFrameBytes - 4096
+
+// fitLogs makes a log tail fit one frame: JSON escapes control bytes and
+// invalid UTF-8 up to six times their size, so a tail of binary output
+// could otherwise break the session. Invalid UTF-8 becomes U+FFFD, and the
+// oldest half is dropped until the rest fits.
+func fitLogs(data []byte, truncated bool) (string, bool) {
+	text := strings.ToValidUTF8(string(data), "\uFFFD")
+	for {
+		enc, err := json.Marshal(text)
+		if err == nil && len(enc) <= logsRoom {
+			return text, truncated
+		}
+		cut := len(text) / 2
+		for cut < len(text) && !utf8.RuneStart(text[cut]) {
+			cut++
+		}
+		text, truncated = text[cut:], true
+	}
 }

@@ -24,6 +24,10 @@ import (
 // unpack to).
 const maxImageBytes = 512 << 20
 
+// exeMarker is the file, in an unpacked image's directory, that names the
+// executable; its presence says the unpacking completed.
+const exeMarker = ".exe"
+
 // Images fetches instances' software images from mecorch
 // (GET /api/v1/hosts/{hostId}/app_instances/{id}/image) into a cache
 // directory keyed by content hash, and unpacks archives. The image is either
@@ -34,11 +38,23 @@ type Images struct {
 	dir    string
 	tokens *Tokens
 	http   *http.Client
+	// maxBytes bounds a download and what an archive unpacks to
+	// (maxImageBytes; tests lower it).
+	maxBytes int64
 }
 
-// NewImages returns an image fetcher caching under dir.
+// NewImages returns an image fetcher caching under dir. A nil hc means
+// http.DefaultClient.
 func NewImages(api, hostID, dir string, tokens *Tokens, hc *http.Client) *Images {
-	return &Images{api: strings.TrimRight(api, "/"), hostID: hostID, dir: dir, tokens: tokens, http: hc}
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	// The per-instance links point at absolute paths: a relative dir would
+	// make them dangle.
+	if abs, err := filepath.Abs(dir); err == nil {
+		dir = abs
+	}
+	return &Images{api: strings.TrimRight(api, "/"), hostID: hostID, dir: dir, tokens: tokens, http: hc, maxBytes: maxImageBytes}
 }
 
 // Fetch returns the path of the instance's executable. Images already
@@ -58,7 +74,7 @@ func (im *Images) Fetch(ctx context.Context, in agentproto.DesiredInstance) (str
 	sum := sha256.Sum256(data)
 	key := hex.EncodeToString(sum[:])
 	dir := filepath.Join(im.dir, "sha256", key)
-	exe, err := unpack(dir, name, data)
+	exe, err := unpack(dir, name, data, im.maxBytes)
 	if err != nil {
 		return "", err
 	}
@@ -99,12 +115,12 @@ func (im *Images) download(ctx context.Context, id string) (string, []byte, erro
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 		return "", nil, fmt.Errorf("download image: %s: %s", resp.Status, strings.TrimSpace(string(b)))
 	}
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxImageBytes+1))
+	data, err := io.ReadAll(io.LimitReader(resp.Body, im.maxBytes+1))
 	if err != nil {
 		return "", nil, fmt.Errorf("download image: %w", err)
 	}
-	if len(data) > maxImageBytes {
-		return "", nil, fmt.Errorf("download image: larger than %d bytes", maxImageBytes)
+	if int64(len(data)) > im.maxBytes {
+		return "", nil, fmt.Errorf("download image: larger than %d bytes", im.maxBytes)
 	}
 	if want := resp.Header.Get("X-Mecorch-Image-Sha256"); want != "" {
 		sum := sha256.Sum256(data)
@@ -113,37 +129,45 @@ func (im *Images) download(ctx context.Context, id string) (string, []byte, erro
 		}
 	}
 	name := filepath.Base(resp.Header.Get("X-Mecorch-Image-Name"))
-	if name == "." || name == "/" || name == "" {
+	switch name {
+	case "", ".", "..", "/", exeMarker:
 		name = "image"
 	}
 	return name, data, nil
 }
 
 // unpack writes the image under dir (once: dir is named by the content's
-// hash) and returns the executable's path.
-func unpack(dir, name string, data []byte) (string, error) {
-	if exe, err := os.ReadFile(filepath.Join(dir, ".exe")); err == nil {
-		return string(exe), nil
+// hash) and returns the executable's path. An archive may unpack to at most
+// limit bytes.
+func unpack(dir, name string, data []byte, limit int64) (string, error) {
+	if b, err := os.ReadFile(filepath.Join(dir, exeMarker)); err == nil {
+		// An executable deleted from the cache is unpacked again.
+		if _, err := os.Stat(string(b)); err == nil {
+			return string(b), nil
+		}
 	}
-	tmp := dir + ".tmp"
-	_ = os.RemoveAll(tmp)
-	if err := os.MkdirAll(tmp, 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
+		return "", err
+	}
+	// A temp dir of its own: two fetches of the same content must not
+	// unpack into one another's files.
+	tmp, err := os.MkdirTemp(filepath.Dir(dir), filepath.Base(dir)+".tmp")
+	if err != nil {
 		return "", err
 	}
 	defer os.RemoveAll(tmp)
 	var rel string
-	var err error
 	switch {
 	case strings.HasSuffix(name, ".tar.gz"), strings.HasSuffix(name, ".tgz"):
 		zr, gerr := gzip.NewReader(bytes.NewReader(data))
 		if gerr != nil {
 			return "", fmt.Errorf("image %s: %w", name, gerr)
 		}
-		rel, err = untar(tmp, zr)
+		rel, err = untar(tmp, zr, limit)
 	case strings.HasSuffix(name, ".tar"):
-		rel, err = untar(tmp, bytes.NewReader(data))
+		rel, err = untar(tmp, bytes.NewReader(data), limit)
 	case strings.HasSuffix(name, ".zip"):
-		rel, err = unzip(tmp, data)
+		rel, err = unzip(tmp, data, limit)
 	default:
 		rel = name
 		err = os.WriteFile(filepath.Join(tmp, name), data, 0o755)
@@ -155,7 +179,7 @@ func unpack(dir, name string, data []byte) (string, error) {
 		return "", fmt.Errorf("image %s: the archive holds no executable file", name)
 	}
 	exe := filepath.Join(dir, rel)
-	if err := os.WriteFile(filepath.Join(tmp, ".exe"), []byte(exe), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(tmp, exeMarker), []byte(exe), 0o600); err != nil {
 		return "", err
 	}
 	_ = os.RemoveAll(dir)
@@ -171,12 +195,15 @@ func safeRel(p string) (string, error) {
 	if filepath.IsAbs(c) || c == ".." || strings.HasPrefix(c, "../") {
 		return "", fmt.Errorf("archive entry %q leaves the image directory", p)
 	}
+	if c == exeMarker {
+		return "", fmt.Errorf("archive entry %q collides with the image cache's own file", p)
+	}
 	return c, nil
 }
 
 // untar extracts regular files and returns the first executable (by
 // archive order; an entry at the top level wins over deeper ones).
-func untar(dir string, r io.Reader) (string, error) {
+func untar(dir string, r io.Reader, limit int64) (string, error) {
 	tr := tar.NewReader(r)
 	var exe string
 	var total int64
@@ -195,10 +222,12 @@ func untar(dir string, r io.Reader) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		total += hd.Size
-		if total > maxImageBytes {
-			return "", errors.New("unpacks to more than the image limit")
+		// Compared before adding: declared sizes near MaxInt64 would wrap
+		// the sum and let a gzip bomb through.
+		if hd.Size < 0 || hd.Size > limit-total {
+			return "", fmt.Errorf("unpacks to more than the image limit (%d bytes)", limit)
 		}
+		total += hd.Size
 		if err := writeFile(filepath.Join(dir, rel), io.LimitReader(tr, hd.Size), os.FileMode(hd.Mode)&0o755); err != nil {
 			return "", err
 		}
@@ -206,13 +235,13 @@ func untar(dir string, r io.Reader) (string, error) {
 	}
 }
 
-func unzip(dir string, data []byte) (string, error) {
+func unzip(dir string, data []byte, limit int64) (string, error) {
 	zr, err := zip.NewReader(bytes.NewReader(data), int64(len(data)))
 	if err != nil {
 		return "", err
 	}
 	var exe string
-	var total uint64
+	var total int64
 	for _, f := range zr.File {
 		if !f.Mode().IsRegular() {
 			continue
@@ -221,15 +250,17 @@ func unzip(dir string, data []byte) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		total += f.UncompressedSize64
-		if total > maxImageBytes {
-			return "", errors.New("unpacks to more than the image limit")
+		if f.UncompressedSize64 > uint64(limit-total) {
+			return "", fmt.Errorf("unpacks to more than the image limit (%d bytes)", limit)
 		}
+		total += int64(f.UncompressedSize64)
 		rc, err := f.Open()
 		if err != nil {
 			return "", err
 		}
-		err = writeFile(filepath.Join(dir, rel), io.LimitReader(rc, int64(f.UncompressedSize64)), f.Mode().Perm()&0o755)
+		// Read to the end: the zip reader stops at the declared size and
+		// checks the CRC only there.
+		err = writeFile(filepath.Join(dir, rel), rc, f.Mode().Perm()&0o755)
 		rc.Close()
 		if err != nil {
 			return "", err

@@ -29,8 +29,15 @@ type Tokens struct {
 	expires time.Time
 }
 
-// NewTokens returns a token source; static, when set, is used as is.
+// NewTokens returns a token source; static, when set, is used as is. A nil
+// hc means http.DefaultClient, a nil clock time.Now.
 func NewTokens(api, clientID, clientSecret, static string, hc *http.Client, clock func() time.Time) *Tokens {
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	if clock == nil {
+		clock = time.Now
+	}
 	return &Tokens{api: strings.TrimRight(api, "/"), clientID: clientID, clientSecret: clientSecret, static: static, http: hc, clock: clock}
 }
 

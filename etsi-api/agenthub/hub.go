@@ -8,7 +8,7 @@ package agenthub
 
 import (
 	"context"
-	"fmt"
+	"errors"
 	"log/slog"
 	"net/http"
 	"sort"
@@ -51,6 +51,11 @@ type Hub struct {
 	clock  mec.Clock
 	log    *slog.Logger
 
+	// base is the sessions' context: Run cancels it at shutdown, so that no
+	// session outlives the server (they run past their HTTP request).
+	base     context.Context
+	stop     context.CancelFunc
+	live     sync.WaitGroup
 	mu       sync.Mutex
 	sessions map[string]*session
 
@@ -76,6 +81,7 @@ func New(cfg Config, lc *lifecycle.Service, inv *inventory.Service, a *auth.Auth
 			Help: "Agent connections closed for a bad frame, by protocol error code."}, []string{"code"}),
 	}
 	reg.MustRegister(h.connected, h.refused)
+	h.base, h.stop = context.WithCancel(context.Background())
 	return h
 }
 
@@ -113,38 +119,102 @@ func (h *Hub) Publish(ev mec.Event) {
 	}
 }
 
-// Run re-checks every session's generation every Resync until ctx ends.
+// Run re-checks every Resync, until ctx ends, each session's generation
+// and credential: a session whose client was deleted, or renamed to another
+// host, is closed. At the end it closes every session and waits (a few
+// seconds at most) for them to finish.
 func (h *Hub) Run(ctx context.Context) error {
 	t := time.NewTicker(h.cfg.Resync)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			h.closeAll("mecorch is shutting down")
+			h.shutdown()
 			return nil
 		case <-t.C:
-			h.mu.Lock()
-			for _, s := range h.sessions {
+			for _, s := range h.all() {
 				s.poke()
+				h.checkCredential(ctx, s)
 			}
-			h.mu.Unlock()
 		}
 	}
 }
 
+func (h *Hub) shutdown() {
+	h.stop()
+	var wg sync.WaitGroup
+	for _, s := range h.all() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = s.conn.CloseWith(agentproto.CodeShutdown, "mecorch is shutting down")
+		}()
+	}
+	wg.Wait()
+	done := make(chan struct{})
+	go func() { h.live.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		h.log.Warn("agent sessions still ending at shutdown")
+	}
+}
+
+// checkCredential closes a session whose agent credential is gone or no
+// longer this host's: a revoked agent is cut off within one Resync.
+func (h *Hub) checkCredential(ctx context.Context, s *session) {
+	if s.principal.Role != auth.RoleAgent {
+		return
+	}
+	c, err := h.auth.GetClient(ctx, s.principal.ClientID)
+	switch {
+	case errors.Is(err, mec.ErrNotFound):
+		h.detach(s)
+		h.refuse(s.conn, s.hostID, agentproto.CodeForbidden, "the agent's credential was revoked")
+	case err != nil:
+		if ctx.Err() == nil {
+			h.log.Error("check agent credential", "host", s.hostID, "err", err)
+		}
+	case c.Name != s.hostID || c.Role != auth.RoleAgent:
+		h.detach(s)
+		h.refuse(s.conn, s.hostID, agentproto.CodeForbidden, "the agent's credential is no longer this host's")
+	}
+}
+
+func (h *Hub) all() []*session {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]*session, 0, len(h.sessions))
+	for _, s := range h.sessions {
+		out = append(out, s)
+	}
+	return out
+}
+
 // ServeSCTP accepts agents on an SCTP listener until ctx ends. Such agents
-// authenticate with the token in their hello.
+// authenticate with the token in their hello. A failed accept (out of
+// file descriptors in a reconnect storm, one bad association) is logged
+// and retried with a growing pause; only ctx ends the loop.
 func (h *Hub) ServeSCTP(ctx context.Context, l agentwire.Listener) error {
 	go func() { <-ctx.Done(); _ = l.Close() }()
+	pause := 5 * time.Millisecond
 	for {
 		c, err := l.Accept()
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			return fmt.Errorf("accept SCTP agent: %w", err)
+			h.log.Error("accept SCTP agent", "err", err, "retryIn", pause)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(pause):
+			}
+			pause = min(2*pause, time.Second)
+			continue
 		}
-		go h.serve(ctx, c, nil)
+		pause = 5 * time.Millisecond
+		go h.serve(h.base, c, nil)
 	}
 }
 
@@ -156,8 +226,8 @@ func (h *Hub) connect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// The request's context ends when the handler returns; the session
-	// lives on the connection instead.
-	h.serve(context.WithoutCancel(r.Context()), c, &p)
+	// lives on the connection, until the hub stops.
+	h.serve(h.base, c, &p)
 }
 
 // AgentInfo is one open session, for operators.
@@ -211,31 +281,22 @@ func (h *Hub) attach(s *session) {
 	}
 }
 
+// detach forgets s; a second call for the same session does nothing.
 func (h *Hub) detach(s *session) {
-	h.mu.Lock()
-	if h.sessions[s.hostID] == s {
-		delete(h.sessions, s.hostID)
-	}
-	h.mu.Unlock()
-	h.connected.Dec()
+	s.detachOnce.Do(func() {
+		h.mu.Lock()
+		if h.sessions[s.hostID] == s {
+			delete(h.sessions, s.hostID)
+		}
+		h.mu.Unlock()
+		h.connected.Dec()
+	})
 }
 
 func (h *Hub) session(hostID string) *session {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.sessions[hostID]
-}
-
-func (h *Hub) closeAll(why string) {
-	h.mu.Lock()
-	ss := make([]*session, 0, len(h.sessions))
-	for _, s := range h.sessions {
-		ss = append(ss, s)
-	}
-	h.mu.Unlock()
-	for _, s := range ss {
-		_ = s.conn.CloseWith(agentproto.CodeShutdown, why)
-	}
 }
 
 // refuse logs why a connection is closed and tells the peer.

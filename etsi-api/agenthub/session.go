@@ -21,8 +21,11 @@ type session struct {
 	conn   agentwire.Conn
 	hostID string
 	hello  agentproto.Hello
-	since  time.Time
-	kick   chan struct{}
+	// principal is who opened the session; the hub checks on every resync
+	// that its credential still exists and is still this host's.
+	principal auth.Principal
+	since     time.Time
+	kick      chan struct{}
 
 	mu         sync.Mutex
 	seq        uint64
@@ -31,6 +34,10 @@ type session struct {
 	paths      []agentproto.Path
 	lastReport *agentproto.Report
 	pending    map[uint64]chan agentproto.Logs
+	// pathAlarms are the transport paths this session raised an alarm
+	// for; they are cleared when the path is back, gone, or the session ends.
+	pathAlarms map[string]bool
+	detachOnce sync.Once
 }
 
 func (s *session) poke() {
@@ -66,6 +73,8 @@ func (s *session) send(ctx context.Context, typ string, replyTo uint64, body any
 // desired-state pusher until either ends. p is the principal of the HTTP
 // upgrade; nil on transports that authenticate in the hello (SCTP).
 func (h *Hub) serve(ctx context.Context, c agentwire.Conn, p *auth.Principal) {
+	h.live.Add(1)
+	defer h.live.Done()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer c.Close()
@@ -91,6 +100,8 @@ func (h *Hub) serve(ctx context.Context, c agentwire.Conn, p *auth.Principal) {
 		if err != nil {
 			if !auth.IsDenied(err) {
 				h.log.Error("authenticate agent", "host", hello.HostID, "err", err)
+				_ = c.CloseWith(agentproto.CodeUnavailable, "mecorch could not check the token; retry later")
+				return
 			}
 			h.refuse(c, hello.HostID, agentproto.CodeForbidden, "authentication failed")
 			return
@@ -112,8 +123,8 @@ func (h *Hub) serve(ctx context.Context, c agentwire.Conn, p *auth.Principal) {
 		_ = c.CloseWith(agentproto.CodeUnavailable, "mecorch could not register the host; retry later")
 		return
 	}
-	s := &session{hub: h, conn: c, hostID: hello.HostID, hello: hello, since: h.clock(), kick: make(chan struct{}, 1),
-		sentGen: -1, pending: map[uint64]chan agentproto.Logs{}}
+	s := &session{hub: h, conn: c, hostID: hello.HostID, hello: hello, principal: *p, since: h.clock(), kick: make(chan struct{}, 1),
+		sentGen: -1, pending: map[uint64]chan agentproto.Logs{}, pathAlarms: map[string]bool{}}
 	h.attach(s)
 	defer h.detach(s)
 	h.log.Info("agent connected", "host", s.hostID, "remote", c.RemoteAddr(), "agentVersion", hello.AgentVersion, "generation", hello.Generation)
@@ -135,6 +146,11 @@ func (h *Hub) serve(ctx context.Context, c agentwire.Conn, p *auth.Principal) {
 	}()
 	s.push(ctx)
 	<-done
+	// The session is over: whether the host is up is the health monitor's
+	// call now, and its paths are unknown.
+	cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer ccancel()
+	s.clearPathAlarms(cctx, func(string) bool { return true })
 }
 
 // mayActFor refuses an agent whose credential is another host's. Operators
@@ -162,6 +178,13 @@ func (h *Hub) mayActFor(ctx context.Context, p auth.Principal, hostID string) er
 func (h *Hub) register(ctx context.Context, hello agentproto.Hello) error {
 	cur, _, err := h.inv.GetHost(ctx, hello.HostID)
 	if errors.Is(err, mec.ErrNotFound) {
+		gone, gerr := h.inv.WasDeleted(ctx, hello.HostID)
+		if gerr != nil {
+			return gerr
+		}
+		if gone {
+			return mec.Errorf(http.StatusConflict, nil, "host %s was deleted by an operator; only an operator can register it again", hello.HostID)
+		}
 		_, _, err = h.inv.CreateHost(ctx, mec.Host{ID: hello.HostID, SiteID: hello.SiteID, Capacity: hello.Capacity, Labels: hello.Labels})
 		if !errors.Is(err, mec.ErrExists) {
 			return err
@@ -243,23 +266,23 @@ func (s *session) read(ctx context.Context) {
 		f, err := s.conn.Recv(ctx)
 		if err != nil {
 			if ctx.Err() == nil {
-				h.refuseErr(s.conn, s.hostID, err, "")
+				s.refuseErr(err, "")
 			}
 			return
 		}
 		if !agentproto.FromAgent(f.Type) || f.Type == agentproto.TypeHello {
-			h.refuse(s.conn, s.hostID, agentproto.CodeUnexpected, "an agent may not send "+f.Type+" here")
+			s.refuse(agentproto.CodeUnexpected, "an agent may not send "+f.Type+" here")
 			return
 		}
 		switch f.Type {
 		case agentproto.TypeStatus:
 			var r agentproto.Report
 			if err := agentproto.DecodeBody(f, &r); err != nil {
-				h.refuseErr(s.conn, s.hostID, err, "bad status")
+				s.refuseErr(err, "bad status")
 				return
 			}
 			if r.HostID != s.hostID {
-				h.refuse(s.conn, s.hostID, agentproto.CodeForbidden, "status for host "+r.HostID+" on the session of "+s.hostID)
+				s.refuse(agentproto.CodeForbidden, "status for host "+r.HostID+" on the session of "+s.hostID)
 				return
 			}
 			s.mu.Lock()
@@ -274,7 +297,7 @@ func (s *session) read(ctx context.Context) {
 		case agentproto.TypeHeartbeat:
 			var hb agentproto.Heartbeat
 			if err := agentproto.DecodeBody(f, &hb); err != nil {
-				h.refuseErr(s.conn, s.hostID, err, "bad heartbeat")
+				s.refuseErr(err, "bad heartbeat")
 				return
 			}
 			if err := h.lc.Heartbeat(ctx, s.hostID); err != nil && ctx.Err() == nil {
@@ -284,7 +307,7 @@ func (s *session) read(ctx context.Context) {
 		case agentproto.TypeLogs:
 			var l agentproto.Logs
 			if err := agentproto.DecodeBody(f, &l); err != nil {
-				h.refuseErr(s.conn, s.hostID, err, "bad logs")
+				s.refuseErr(err, "bad logs")
 				return
 			}
 			s.mu.Lock()
@@ -297,7 +320,7 @@ func (s *session) read(ctx context.Context) {
 		case agentproto.TypePaths:
 			var ps agentproto.Paths
 			if err := agentproto.DecodeBody(f, &ps); err != nil {
-				h.refuseErr(s.conn, s.hostID, err, "bad paths")
+				s.refuseErr(err, "bad paths")
 				return
 			}
 			s.notePaths(ctx, ps.Paths)
@@ -310,6 +333,19 @@ func (s *session) read(ctx context.Context) {
 	}
 }
 
+// refuse and refuseErr end the session for a protocol breach: it is
+// detached first, so that it is gone from the hub by the time the peer
+// learns why.
+func (s *session) refuse(code, detail string) {
+	s.hub.detach(s)
+	s.hub.refuse(s.conn, s.hostID, code, detail)
+}
+
+func (s *session) refuseErr(err error, what string) {
+	s.hub.detach(s)
+	s.hub.refuseErr(s.conn, s.hostID, err, what)
+}
+
 func (s *session) beat() {
 	s.mu.Lock()
 	s.lastBeat = s.hub.clock()
@@ -317,28 +353,57 @@ func (s *session) beat() {
 }
 
 // notePaths keeps the transport's paths and raises an alarm for each path
-// that went down (cleared when it comes back).
+// that went down; a path back up, or no longer reported, is cleared.
 func (s *session) notePaths(ctx context.Context, paths []agentproto.Path) {
 	h := s.hub
 	s.mu.Lock()
 	s.paths = paths
 	s.mu.Unlock()
+	down := map[string]agentproto.Path{}
 	for _, p := range paths {
-		obj := s.hostID + "/path/" + p.Local + "-" + p.Remote
-		var err error
 		if p.State == agentproto.PathInactive {
-			_, err = h.alarms.Raise(ctx, health.AlarmSpec{
-				ManagedObjectID: obj, ProbableCause: health.CauseTransportPathDown,
-				PerceivedSeverity: health.SeverityMajor, EventType: health.EventCommunications,
-				FaultType:    "SCTP path down",
-				FaultDetails: []string{"host " + s.hostID, "local " + p.Local, "remote " + p.Remote},
-			})
-		} else {
-			err = h.alarms.Clear(ctx, obj, health.CauseTransportPathDown)
+			down[s.hostID+"/path/"+p.Local+"-"+p.Remote] = p
 		}
-		if err != nil && ctx.Err() == nil {
-			h.log.Error("path alarm", "host", s.hostID, "path", obj, "err", err)
+	}
+	for obj, p := range down {
+		_, err := h.alarms.Raise(ctx, health.AlarmSpec{
+			ManagedObjectID: obj, ProbableCause: health.CauseTransportPathDown,
+			PerceivedSeverity: health.SeverityMajor, EventType: health.EventCommunications,
+			FaultType:    "SCTP path down",
+			FaultDetails: []string{"host " + s.hostID, "local " + p.Local, "remote " + p.Remote},
+		})
+		if err != nil {
+			if ctx.Err() == nil {
+				h.log.Error("raise path alarm", "host", s.hostID, "path", obj, "err", err)
+			}
+			continue
 		}
+		s.mu.Lock()
+		s.pathAlarms[obj] = true
+		s.mu.Unlock()
+	}
+	s.clearPathAlarms(ctx, func(obj string) bool { _, still := down[obj]; return !still })
+}
+
+// clearPathAlarms clears the path alarms this session raised that which
+// selects.
+func (s *session) clearPathAlarms(ctx context.Context, which func(string) bool) {
+	s.mu.Lock()
+	var objs []string
+	for obj := range s.pathAlarms {
+		if which(obj) {
+			objs = append(objs, obj)
+		}
+	}
+	s.mu.Unlock()
+	for _, obj := range objs {
+		if err := s.hub.alarms.Clear(ctx, obj, health.CauseTransportPathDown); err != nil {
+			s.hub.log.Error("clear path alarm", "host", s.hostID, "path", obj, "err", err)
+			continue
+		}
+		s.mu.Lock()
+		delete(s.pathAlarms, obj)
+		s.mu.Unlock()
 	}
 }
 

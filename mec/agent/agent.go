@@ -56,7 +56,10 @@ type Agent struct {
 	desired  *agentproto.DesiredState // nil until one is known
 	applied  int64                    // the generation the last reconcile pass completed
 	failures map[string]string        // instance → why it could not be started
-	busy     map[string]bool          // instances with a stop/remove in flight
+	busy     map[string]bool          // instances with a start, stop or remove in flight
+	retryAt  map[string]time.Time     // instances whose last start/stop/remove failed: not before then
+	unsaved  bool                     // desired could not be written to disk yet
+	wg       sync.WaitGroup           // the starts, stops and removes in flight
 	last     string                   // the last report, to tell whether it changed
 
 	kick    chan struct{}
@@ -81,7 +84,7 @@ func New(cfg Config, rt apprun.Runtime, images Images) (*Agent, error) {
 		cfg.Logger = slog.Default()
 	}
 	a := &Agent{cfg: cfg, rt: rt, images: images, log: cfg.Logger,
-		failures: map[string]string{}, busy: map[string]bool{},
+		failures: map[string]string{}, busy: map[string]bool{}, retryAt: map[string]time.Time{},
 		kick: make(chan struct{}, 1), changed: make(chan struct{}, 1), online: make(chan struct{})}
 	ds, err := loadDesired(cfg.StateDir)
 	if err != nil {
@@ -116,15 +119,32 @@ func (a *Agent) Apply(ds agentproto.DesiredState) error {
 		a.log.Warn("ignoring an older desired state", "generation", ds.Generation, "held", a.desired.Generation)
 		return nil
 	}
-	if err := saveDesired(a.cfg.StateDir, ds); err != nil {
-		a.mu.Unlock()
-		return err
-	}
+	// Acted on even when it cannot be kept (a full or failing disk): the
+	// orchestrator sends a generation once, and the copy on disk would
+	// otherwise stay older than what runs. Writing it is retried every pass.
 	a.desired = &ds
+	err := saveDesired(a.cfg.StateDir, ds)
+	a.unsaved = err != nil
 	a.mu.Unlock()
 	a.onceOn.Do(func() { close(a.online) })
 	a.poke(a.kick)
+	if err != nil {
+		return fmt.Errorf("desired state %d taken but not kept on disk (retrying): %w", ds.Generation, err)
+	}
 	return nil
+}
+
+// persist retries keeping the desired state on disk.
+func (a *Agent) persist(ds agentproto.DesiredState) {
+	err := saveDesired(a.cfg.StateDir, ds)
+	a.mu.Lock()
+	if a.desired != nil && a.desired.Generation == ds.Generation {
+		a.unsaved = err != nil
+	}
+	a.mu.Unlock()
+	if err != nil {
+		a.log.Error("keep desired state on disk", "generation", ds.Generation, "err", err)
+	}
 }
 
 // Changed signals (coalesced) that the report differs from the last one.
@@ -157,6 +177,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.noteReport()
 		select {
 		case <-ctx.Done():
+			a.wg.Wait()
 			return nil
 		case <-a.kick:
 		case <-tick.C:

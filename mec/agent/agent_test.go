@@ -87,6 +87,9 @@ func newEnv(t *testing.T) *env {
 	}}
 	e.rt = e.openRuntime()
 	t.Cleanup(func() {
+		// The test's runtime first: its supervisors would restart what the
+		// cleanup removes.
+		_ = e.rt.Close()
 		rt := e.openRuntime()
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()

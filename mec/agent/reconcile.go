@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/mecorch/mecorch/mec/agentproto"
@@ -14,17 +15,22 @@ import (
 const defaultGrace = 10 * time.Second
 
 // reconcile makes one pass: what should run and does not is started, what
-// runs and should not is stopped or removed; nothing else is touched. Stops
-// honour their grace period without holding up the pass.
+// runs and should not is stopped or removed; nothing else is touched.
+// Starts (with their image download) and stops (with their grace period)
+// run beside the pass, so that one slow instance holds up no other.
 func (a *Agent) reconcile(ctx context.Context) {
 	a.mu.Lock()
 	ds := a.desired
+	unsaved := a.unsaved
 	a.mu.Unlock()
 	if ds == nil {
 		// Nothing is known yet (a new host, or one whose state was lost):
 		// instances found running are left alone until the orchestrator
 		// says what it wants.
 		return
+	}
+	if unsaved {
+		a.persist(*ds)
 	}
 	have := map[string]apprun.Status{}
 	for _, st := range a.rt.List() {
@@ -33,7 +39,7 @@ func (a *Agent) reconcile(ctx context.Context) {
 	wanted := map[string]bool{}
 	for _, in := range ds.Instances {
 		wanted[in.ID] = true
-		if a.isBusy(in.ID) {
+		if a.isBusy(in.ID) || a.backingOff(in.ID) {
 			continue
 		}
 		st, known := have[in.ID]
@@ -45,7 +51,10 @@ func (a *Agent) reconcile(ctx context.Context) {
 			if known && (st.State == agentproto.ObservedRunning || st.State == agentproto.ObservedFailed) {
 				continue
 			}
-			a.start(ctx, in)
+			// A new attempt: the last one's failure is history, and must
+			// not fail the operation this attempt is for.
+			a.setFailure(in.ID, "")
+			a.async(ctx, in.ID, "start", func(ctx context.Context) error { return a.start(ctx, in) })
 		case agentproto.ObservedStopped:
 			a.setFailure(in.ID, "")
 			if known && st.State != agentproto.ObservedStopped {
@@ -59,7 +68,7 @@ func (a *Agent) reconcile(ctx context.Context) {
 		}
 	}
 	for id := range have {
-		if !wanted[id] && !a.isBusy(id) {
+		if !wanted[id] && !a.isBusy(id) && !a.backingOff(id) {
 			a.setFailure(id, "")
 			a.async(ctx, id, "remove", func(ctx context.Context) error { return a.stopAndRemove(ctx, id, defaultGrace) })
 		}
@@ -71,12 +80,11 @@ func (a *Agent) reconcile(ctx context.Context) {
 	a.mu.Unlock()
 }
 
-func (a *Agent) start(ctx context.Context, in agentproto.DesiredInstance) {
+func (a *Agent) start(ctx context.Context, in agentproto.DesiredInstance) error {
 	exe, err := a.images.Fetch(ctx, in)
 	if err != nil {
-		a.log.Error("fetch software image", "instance", in.ID, "err", err)
 		a.setFailure(in.ID, "software image: "+err.Error())
-		return
+		return fmt.Errorf("fetch software image: %w", err)
 	}
 	spec := apprun.Spec{
 		ID: in.ID, Exec: exe,
@@ -86,40 +94,61 @@ func (a *Agent) start(ctx context.Context, in agentproto.DesiredInstance) {
 		Restart:   a.cfg.Restart,
 	}
 	if err := a.rt.Start(ctx, spec); err != nil {
-		a.log.Error("start instance", "instance", in.ID, "err", err)
 		a.setFailure(in.ID, "start: "+err.Error())
-		return
+		return err
 	}
 	a.setFailure(in.ID, "")
-	a.log.Info("instance started", "instance", in.ID, "appDId", in.AppDID)
+	return nil
 }
 
 func (a *Agent) stopAndRemove(ctx context.Context, id string, grace time.Duration) error {
 	if err := a.rt.Stop(ctx, id, grace); err != nil && !errors.Is(err, apprun.ErrNotFound) {
 		return err
 	}
-	return a.rt.Remove(ctx, id)
+	if err := a.rt.Remove(ctx, id); err != nil {
+		return err
+	}
+	if f, ok := a.images.(interface{ Forget(string) }); ok {
+		f.Forget(id)
+	}
+	return nil
 }
 
-// async runs a stop or remove in its own goroutine, marking the instance
-// busy meanwhile so that the next passes leave it alone; a new pass follows
-// its end so that the report catches up.
+// async runs a start, stop or remove in its own goroutine, marking the
+// instance busy meanwhile so that the next passes leave it alone; a new
+// pass follows its end so that the report catches up. A failed one is not
+// tried again before the next Resync, so a lasting failure cannot spin.
 func (a *Agent) async(ctx context.Context, id, what string, f func(context.Context) error) {
 	a.mu.Lock()
 	a.busy[id] = true
 	a.mu.Unlock()
+	a.wg.Add(1)
 	go func() {
+		defer a.wg.Done()
 		err := f(ctx)
-		if err != nil && ctx.Err() == nil {
-			a.log.Error(what+" instance", "instance", id, "err", err)
-		} else if err == nil {
-			a.log.Info("instance "+what+" done", "instance", id)
-		}
 		a.mu.Lock()
 		delete(a.busy, id)
+		if err != nil {
+			a.retryAt[id] = time.Now().Add(a.cfg.Resync)
+		} else {
+			delete(a.retryAt, id)
+		}
 		a.mu.Unlock()
+		switch {
+		case err != nil && ctx.Err() == nil:
+			a.log.Error(what+" instance", "instance", id, "err", err)
+		case err == nil:
+			a.log.Info("instance "+what+" done", "instance", id)
+		}
 		a.poke(a.kick)
 	}()
+}
+
+func (a *Agent) backingOff(id string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	t, ok := a.retryAt[id]
+	return ok && time.Now().Before(t)
 }
 
 func (a *Agent) isBusy(id string) bool {

@@ -332,3 +332,19 @@ func sameSpec(a, b mec.Host) bool {
 	return a.SiteID == b.SiteID && a.Name == b.Name && a.Capacity == b.Capacity &&
 		maps.Equal(a.Labels, b.Labels) && slices.Equal(a.Addresses, b.Addresses)
 }
+
+// WasDeleted tells whether a host of this ID existed and was deleted (its
+// tombstone is kept). An agent may register a new host by itself, but not
+// bring back one an operator deleted: only the operator creates it again.
+func (s *Service) WasDeleted(ctx context.Context, id string) (bool, error) {
+	var gone bool
+	err := s.store.View(ctx, func(tx mec.Tx) error {
+		_, err := tx.Get(mec.KindHostTombstone, id)
+		if errors.Is(err, mec.ErrNotFound) {
+			return nil
+		}
+		gone = err == nil
+		return err
+	})
+	return gone, err
+}
