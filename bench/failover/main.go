@@ -41,6 +41,10 @@ func run(runs int, hb time.Duration, missed int) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
+	// The agents run instances as nobody, which must get through it.
+	if err := os.Chmod(dir, 0o711); err != nil {
+		return err
+	}
 	_, file, _, _ := runtime.Caller(0)
 	bins, err := agentlab.Build(filepath.Join(filepath.Dir(file), "..", ".."), dir)
 	if err != nil {

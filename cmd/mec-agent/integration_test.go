@@ -59,7 +59,13 @@ func startLab(t *testing.T, prefix string, agents []agentlab.AgentSpec, mutate f
 	for _, a := range agents {
 		sites[a.SiteID] = true
 	}
-	opts := agentlab.Options{Prefix: prefix, Dir: t.TempDir(), Bins: bins, Agents: agents,
+	dir := t.TempDir()
+	// The agents run instances as nobody, which must get through every
+	// directory above their state (t.TempDir's parent is 0700).
+	if err := os.Chmod(filepath.Dir(dir), 0o711); err != nil {
+		t.Fatal(err)
+	}
+	opts := agentlab.Options{Prefix: prefix, Dir: dir, Bins: bins, Agents: agents,
 		Heartbeat: 300 * time.Millisecond, Missed: 3,
 		MecorchArgs: []string{"--move-cooldown", "1s", "--ready-hold", "2s"},
 		AgentArgs:   []string{"--offline-grace", "3s", "--resync", "1s"}}
@@ -227,6 +233,14 @@ func TestInstanceLifecycleOnRealProcesses(t *testing.T) {
 		t.Errorf("instance address %s is not on h1's app subnet", addr)
 	}
 	onlyOne(t, inst, time.Second, 0)
+	// The app runs unprivileged (mec-agent --run-as nobody by default).
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", agentlab.InstanceProcs(inst)[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(status), "\nUid:\t65534\t65534\t65534\t65534\n") {
+		t.Errorf("the instance does not run as nobody:\n%s", status)
+	}
 
 	var logs string
 	if err := agentlab.Eventually(5*time.Second, func() error {

@@ -51,6 +51,7 @@ type flags struct {
 	clientID, secretFile, tokenFile, caFile     string
 	stateDir, bridge, subnet, netnsDir, nsPrefx string
 	cgroup, restart, labels, sctpLocal, level   string
+	runAs                                       string
 	cpu, memory, storage                        int64
 	offlineGrace, resync                        time.Duration
 	logMax                                      int64
@@ -75,6 +76,7 @@ func parse(args []string, stderr io.Writer) (flags, error) {
 	fs.StringVar(&f.nsPrefx, "netns-prefix", "mec-", "prefix of the instances' namespace names")
 	fs.StringVar(&f.cgroup, "cgroup", "mecorch", "the cgroup under which instances' cgroups are made")
 	fs.StringVar(&f.restart, "restart", "Always", "instances' restart policy: Always, OnFailure or Never")
+	fs.StringVar(&f.runAs, "run-as", "nobody", "the user instances run as (no capabilities; they may bind low ports in their own namespace only); root runs them as root")
 	fs.StringVar(&f.labels, "labels", "", "host labels, k=v,k=v")
 	fs.StringVar(&f.sctpLocal, "sctp-local", "", "comma-separated local addresses an sctp:// association binds (multi-homing)")
 	fs.StringVar(&f.level, "log-level", "info", "debug, info, warn or error")
@@ -138,7 +140,12 @@ func run(args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	runAs, err := runAsUser(f.runAs, f.stateDir)
+	if err != nil {
+		return err
+	}
 	rt, err := apprun.NewProcess(apprun.Config{
+		RunAs:       runAs,
 		StateDir:    filepath.Join(f.stateDir, "instances"),
 		NetnsDir:    f.netnsDir,
 		NetnsPrefix: f.nsPrefx,
@@ -152,6 +159,18 @@ func run(args []string, stderr io.Writer) error {
 		return fmt.Errorf("instance runtime: %w", err)
 	}
 	defer rt.Close()
+	// What a crash left without a record (a namespace made but never
+	// written down, a cgroup whose instance is gone) is removed now; the
+	// instances with a record are the reconcile's to judge.
+	known := map[string]bool{}
+	for _, st := range rt.List() {
+		known[st.ID] = true
+	}
+	sweepCtx, cancelSweep := context.WithTimeout(context.Background(), time.Minute)
+	if err := rt.Sweep(sweepCtx, func(id string) bool { return known[id] }); err != nil {
+		log.Warn("sweeping leftovers of earlier runs", "err", err)
+	}
+	cancelSweep()
 	images := agentclient.NewImages(api, f.hostID, filepath.Join(f.stateDir, "images"), tokens, hc)
 	ag, err := agent.New(agent.Config{HostID: f.hostID, AgentVersion: version, StateDir: f.stateDir,
 		Resync: f.resync, OfflineGrace: f.offlineGrace, Restart: apprun.RestartPolicy(f.restart), Logger: log}, rt, images)
@@ -259,6 +278,30 @@ func tlsConfig(caFile string) (*tls.Config, error) {
 		return nil, fmt.Errorf("--ca-file %s: no PEM certificate in it", caFile)
 	}
 	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
+}
+
+// runAsUser resolves --run-as. Instances running as another user than
+// root must reach their executables: the state directory is made
+// traversable (0711: nothing in it can be listed, and what is secret in it
+// stays 0600) and the image cache readable (0755).
+func runAsUser(name, stateDir string) (*apprun.Credential, error) {
+	if name == "root" || name == "0" {
+		return nil, nil
+	}
+	uid, gid, err := apprun.LookupUser(name)
+	if err != nil {
+		return nil, fmt.Errorf("--run-as: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Join(stateDir, "images"), 0o755); err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(stateDir, 0o711); err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(filepath.Join(stateDir, "images"), 0o755); err != nil {
+		return nil, err
+	}
+	return &apprun.Credential{UID: uid, GID: gid}, nil
 }
 
 func parseLabels(s string) (map[string]string, error) {

@@ -146,7 +146,10 @@ func unpack(dir, name string, data []byte, limit int64) (string, error) {
 			return string(b), nil
 		}
 	}
-	if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
+	// The image tree is readable by all: instances may run as an
+	// unprivileged user (mec-agent --run-as), which must reach its
+	// executable and the files beside it. Nothing secret is kept here.
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
 		return "", err
 	}
 	// A temp dir of its own: two fetches of the same content must not
@@ -156,6 +159,9 @@ func unpack(dir, name string, data []byte, limit int64) (string, error) {
 		return "", err
 	}
 	defer os.RemoveAll(tmp)
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return "", err
+	}
 	var rel string
 	switch {
 	case strings.HasSuffix(name, ".tar.gz"), strings.HasSuffix(name, ".tgz"):
@@ -283,10 +289,10 @@ func better(cur, cand string, executable bool) string {
 }
 
 func writeFile(path string, r io.Reader, mode os.FileMode) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, mode|0o400)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, mode|0o444)
 	if err != nil {
 		return err
 	}

@@ -104,6 +104,11 @@ func Start(ctx context.Context, opts Options) (l *Lab, err error) {
 		}
 	}()
 	Cleanup(opts.Prefix) // what a crashed earlier run left
+	// The agents run their instances as nobody, which must reach the
+	// executables under each agent's state directory inside Dir.
+	if err := os.Chmod(opts.Dir, 0o711); err != nil {
+		return l, err
+	}
 	if l.core, l.coreNS, err = newNS(opts.Prefix + "core"); err != nil {
 		return l, err
 	}

@@ -46,6 +46,28 @@ type Config struct {
 	LogCheckInterval time.Duration
 	// Backoff spaces the restarts of a crashing instance.
 	Backoff Backoff
+	// RunAs, when set, is the user every instance's process runs as: its
+	// uid and gid, no supplementary groups and no capabilities (nor any
+	// way to gain one: no_new_privs), so that an app cannot read the
+	// agent's secrets and state (root's 0600 files, /proc/<agent>/environ).
+	// Unset, instances run as root, as the agent does. LookupUser turns a
+	// user name into it; a dedicated user is better than nobody, which
+	// other daemons may share. Instances that share a user can signal and
+	// trace one another and reach one another's working directories.
+	//
+	// The user must be able to reach what the process opens as itself: the
+	// runtime makes StateDir and the instance directories searchable
+	// (0711; records and logs stay root's, and logs reach the process as
+	// open descriptors) and the working directory the user's, and
+	// NewProcess fails if a directory above StateDir is not searchable.
+	// Spec.Exec is run where it is: every directory above it must be
+	// searchable by the user and the file executable (and readable, for a
+	// script): an image directory mode 0755, its files 0755 or 0644. Start
+	// checks this, as the kernel will, and names the directory in the way.
+	//
+	// Each instance's namespace gets net.ipv4.ip_unprivileged_port_start
+	// 0, so that the app can bind ports below 1024 there, and only there.
+	RunAs *Credential
 	// StopGrace is the grace period of an instance stopped because Start
 	// was given a new spec for it (10s unless set).
 	StopGrace time.Duration
@@ -105,6 +127,13 @@ func (c Config) withDefaults() (Config, error) {
 		return c, errors.New("apprun: invalid NetnsPrefix or Cgroup")
 	}
 	c.Cgroup = strings.Trim(c.Cgroup, "/")
+	if c.RunAs != nil {
+		if err := c.RunAs.validate(); err != nil {
+			return c, err
+		}
+		cred := *c.RunAs // not the caller's to change later
+		c.RunAs = &cred
+	}
 	if c.LogMaxBytes <= 0 {
 		c.LogMaxBytes = 10 << 20
 	}

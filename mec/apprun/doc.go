@@ -16,6 +16,10 @@
 // An app runs in the foreground: its process is the instance. Whatever it
 // leaves behind in its cgroup is killed when it is stopped or restarted.
 //
+// Instances run as root unless Config.RunAs names an unprivileged user:
+// then as that user, without capabilities, with only their working
+// directory theirs, and free to bind low ports in their own namespace.
+//
 // Runtime is the interface the agent uses; Process is its implementation
 // with plain processes, so that a container runtime can be added later
 // without touching the agent.

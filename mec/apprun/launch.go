@@ -99,6 +99,11 @@ func (p *Process) launch(in *instance) (*run, error) {
 	if err != nil {
 		return nil, err
 	}
+	if p.cfg.RunAs != nil {
+		if err := unprivilegedPorts(nsPath); err != nil {
+			return nil, err
+		}
+	}
 	if err := p.cg.ensure(in.key, in.spec.MilliCPU, in.spec.MemoryMiB); err != nil {
 		return nil, err
 	}
@@ -118,6 +123,11 @@ func (p *Process) launch(in *instance) (*run, error) {
 	if err := os.MkdirAll(work, 0o700); err != nil {
 		return nil, fmt.Errorf("work dir: %w", err)
 	}
+	if p.cfg.RunAs != nil {
+		if err := prepareRunAs(*p.cfg.RunAs, in.dir, work); err != nil {
+			return nil, err
+		}
+	}
 
 	cmd := exec.Command(in.spec.Exec, in.spec.Args...)
 	cmd.Env, cmd.Dir = p.env(in), work
@@ -133,7 +143,11 @@ func (p *Process) launch(in *instance) (*run, error) {
 	if err != nil {
 		return nil, err
 	}
-	err = netns.StartCmd(nsPath, cmd)
+	if p.cfg.RunAs != nil {
+		err = startAs(*p.cfg.RunAs, nsPath, cmd)
+	} else {
+		err = netns.StartCmd(nsPath, cmd)
+	}
 	release()
 	if err != nil {
 		if cmd.Process != nil { // started, but the thread could not switch back

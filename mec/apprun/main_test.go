@@ -35,6 +35,12 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	// Searchable, so that instances run as another user can execute it.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
 	echoapp = filepath.Join(dir, "echoapp")
 	if out, err := exec.Command("go", "build", "-o", echoapp, "./testdata/echoapp").CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "build echoapp: %v\n%s", err, out)
@@ -268,7 +274,12 @@ func running(st apprun.Status) bool { return st.State == apprun.StateRunning && 
 // returns the line it answers, retrying while the app comes up.
 func (e *env) ask(addr netip.Addr) string {
 	e.t.Helper()
-	target := netip.AddrPortFrom(addr, 7000).String()
+	return e.askPort(addr, 7000)
+}
+
+func (e *env) askPort(addr netip.Addr, port uint16) string {
+	e.t.Helper()
+	target := netip.AddrPortFrom(addr, port).String()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		line, err := dialRead(e.host, target)

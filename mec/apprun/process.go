@@ -87,6 +87,11 @@ func NewProcess(cfg Config) (*Process, error) {
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("apprun: state dir: %w", err)
 	}
+	if cfg.RunAs != nil {
+		if err := cfg.RunAs.checkReach(cfg.StateDir); err != nil {
+			return nil, err
+		}
+	}
 	p := &Process{
 		cfg: cfg, log: cfg.Logger, clock: cfg.Clock, cg: cg, gw: gateway(cfg.Subnet), boot: boot,
 		insts: map[string]*instance{}, done: make(chan struct{}),
@@ -233,6 +238,11 @@ func (p *Process) isClosed() bool {
 func (p *Process) Start(ctx context.Context, spec Spec) error {
 	if err := spec.Validate(); err != nil {
 		return err
+	}
+	if c := p.cfg.RunAs; c != nil {
+		if err := c.checkExec(spec); err != nil {
+			return err
+		}
 	}
 	spec = spec.withDefaults()
 	for {

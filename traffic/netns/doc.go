@@ -1,6 +1,6 @@
 // Package netns creates and removes named network namespaces, runs code
-// and starts processes inside them, and wires them to a bridge with veth
-// pairs. It exists so that the agent's app runtime and the lab share one
+// and starts processes inside them, sets their network sysctls, and wires
+// them to a bridge with veth pairs. It exists so that the agent's app runtime and the lab share one
 // careful implementation of the kernel's sharp edges: a namespace switch
 // belongs to an OS thread, not to a goroutine, so a thread that cannot be
 // switched back must die with its goroutine; a namespace outlives its

@@ -24,10 +24,19 @@ func main() {
 	logBytes := flag.Int("log-bytes", 0, "write this many bytes of log lines, then log-done")
 	burn := flag.Bool("burn", false, "spin on a CPU")
 	daemon := flag.Bool("daemon", false, "leave a sleep behind in a session of its own")
+	tryOpen := flag.String("try-open", "", "comma-separated files to open at start, each reported in the log")
 	flag.Parse()
 
 	id, addr := os.Getenv("MEC_INSTANCE_ID"), os.Getenv("MEC_ADDRESS")
 	fmt.Printf("echoapp pid %d id %s address %s\n", os.Getpid(), id, addr)
+	for _, path := range strings.FieldsFunc(*tryOpen, func(r rune) bool { return r == ',' }) {
+		if f, err := os.Open(path); err != nil {
+			fmt.Printf("try-open %s: %v\n", path, err)
+		} else {
+			f.Close()
+			fmt.Printf("try-open %s: ok\n", path)
+		}
+	}
 	if *ignoreTerm {
 		signal.Ignore(syscall.SIGTERM)
 	}
