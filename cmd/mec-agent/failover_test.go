@@ -40,18 +40,7 @@ func threeSites() []agentlab.AgentSpec {
 func TestHostFailureReplacesInstances(t *testing.T) {
 	l := startLab(t, "tf", threeSites(), nil)
 	ctx := context.Background()
-	appD, err := l.Onboard(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// No placement constraint: the instance may go anywhere, also when it
-	// has to move (a site constraint would keep it on its dead site).
-	inst, op, err := l.Instantiate(ctx, appD, "echo-1", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitOp(t, l, op, "COMPLETED")
-	h1, _ := runningOn(t, l, inst, "", 10*time.Second)
+	inst, h1, _ := deployEcho(t, l)
 
 	l.KillAgent(h1, true)
 	if err := l.SetLink(h1, false); err != nil {
@@ -100,16 +89,7 @@ func TestHostFailureReplacesInstances(t *testing.T) {
 func TestPartitionConverges(t *testing.T) {
 	l := startLab(t, "tp", threeSites()[:2], nil)
 	ctx := context.Background()
-	appD, err := l.Onboard(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	inst, op, err := l.Instantiate(ctx, appD, "echo-1", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitOp(t, l, op, "COMPLETED")
-	h1, oldAddr := runningOn(t, l, inst, "", 10*time.Second)
+	inst, h1, oldAddr := deployEcho(t, l)
 
 	if err := l.SetLink(h1, false); err != nil {
 		t.Fatal(err)
@@ -140,16 +120,7 @@ func TestPartitionConverges(t *testing.T) {
 func TestAgentKill9FindsInstances(t *testing.T) {
 	l := startLab(t, "tk", threeSites()[:1], func(o *agentlab.Options) { o.Missed = 1000 })
 	ctx := context.Background()
-	appD, err := l.Onboard(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	inst, op, err := l.Instantiate(ctx, appD, "echo-1", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitOp(t, l, op, "COMPLETED")
-	_, addr := runningOn(t, l, inst, "", 10*time.Second)
+	inst, _, addr := deployEcho(t, l)
 	before := agentlab.InstanceProcs(inst)
 
 	l.KillAgent("h1", false)

@@ -212,15 +212,7 @@ func linksIn(t *testing.T, l *agentlab.Lab, host string) []string {
 func TestInstanceLifecycleOnRealProcesses(t *testing.T) {
 	l := startLab(t, "tl", []agentlab.AgentSpec{{HostID: "h1", SiteID: "s1", MilliCPU: 2000, MemoryMiB: 2048}}, nil)
 	ctx := context.Background()
-	appD, err := l.Onboard(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	inst, op, err := l.Instantiate(ctx, appD, "echo-1", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitOp(t, l, op, "COMPLETED")
+	inst, host, addr := deployEcho(t, l)
 	in, err := l.Instance(ctx, inst)
 	if err != nil {
 		t.Fatal(err)
@@ -228,7 +220,6 @@ func TestInstanceLifecycleOnRealProcesses(t *testing.T) {
 	if in.InstantiationState != "INSTANTIATED" || in.InstantiatedAppState.OperationalState != "STARTED" || in.Mecorch.HostID != "h1" {
 		t.Fatalf("after instantiate: %+v", in)
 	}
-	host, addr := runningOn(t, l, inst, "", 10*time.Second)
 	if !strings.HasPrefix(addr, "10.200.1.") {
 		t.Errorf("instance address %s is not on h1's app subnet", addr)
 	}
@@ -308,6 +299,27 @@ func TestInstanceLifecycleOnRealProcesses(t *testing.T) {
 	if cg := agentlab.CgroupsNamed("mecorch-tl-h1/" + inst); len(cg) != 0 {
 		t.Errorf("instance cgroups left: %v", cg)
 	}
+}
+
+// deployEcho onboards the lab's package and instantiates one instance
+// wherever placement puts it (no constraint: a site constraint would keep
+// it on its site when it has to move), waits for the operation to complete
+// and the instance to answer; it returns the instance, its host and its
+// address.
+func deployEcho(t *testing.T, l *agentlab.Lab) (inst, host, addr string) {
+	t.Helper()
+	ctx := context.Background()
+	appD, err := l.Onboard(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst, op, err := l.Instantiate(ctx, appD, "echo-1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitOp(t, l, op, "COMPLETED")
+	host, addr = runningOn(t, l, inst, "", 10*time.Second)
+	return inst, host, addr
 }
 
 func lastSegment(loc string) string { return loc[strings.LastIndex(loc, "/")+1:] }
