@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"time"
 
 	"github.com/mecorch/mecorch/mec"
@@ -187,24 +186,15 @@ func (s *Service) evacuateOne(ctx context.Context, hostID, id string, opts Evacu
 // elsewhere, inside tx.
 func (s *Service) moveTx(tx mec.Tx, in *mec.AppInstance, v int64, now time.Time, evs *[]mec.Event) (Move, error) {
 	from := in.HostID
-	old, ov, err := loadHost(tx, from)
-	if err != nil {
+	// Released first, so that the instance neither counts as its own
+	// spread peer nor holds room on the failed host while it is placed;
+	// what it needs, wants and is constrained by stays.
+	need, desired, cons := in.Reserved, in.DesiredState, in.Constraints
+	if err := s.release(tx, in); err != nil {
 		return Move{}, err
 	}
-	old.Allocated = old.Allocated.Sub(in.Reserved)
-	old.DesiredGeneration++
-	if _, err := mec.Save(tx, mec.KindHost, old.ID, old, ov); err != nil {
-		return Move{}, err
-	}
-	// The instance leaves its site's spread count before placing, so that
-	// it does not count as its own peer.
-	if err := countPeer(tx, in.Constraints.SpreadKey, in.SiteID, -1); err != nil {
-		return Move{}, err
-	}
-	if err := indexInstance(tx, from, in.ID, false); err != nil {
-		return Move{}, err
-	}
-	d, err := s.place(tx, in.Reserved, in.Constraints, from)
+	in.DesiredState = desired
+	h, err := s.reserve(tx, in, need, cons, from)
 	var p *mec.Problem
 	if errors.As(err, &p) {
 		return Move{}, &noRoom{p}
@@ -212,25 +202,6 @@ func (s *Service) moveTx(tx mec.Tx, in *mec.AppInstance, v int64, now time.Time,
 	if err != nil {
 		return Move{}, err
 	}
-	h, hv, err := loadHost(tx, d.HostID)
-	if err != nil {
-		return Move{}, err
-	}
-	if !h.Free().Fits(in.Reserved) { // the engine saw this very snapshot; guard anyway
-		return Move{}, &noRoom{mec.Errorf(http.StatusConflict, nil, "host %s no longer has room", h.ID)}
-	}
-	h.Allocated = h.Allocated.Add(in.Reserved)
-	h.DesiredGeneration++
-	if _, err := mec.Save(tx, mec.KindHost, h.ID, h, hv); err != nil {
-		return Move{}, err
-	}
-	if err := countPeer(tx, in.Constraints.SpreadKey, h.SiteID, +1); err != nil {
-		return Move{}, err
-	}
-	if err := indexInstance(tx, h.ID, in.ID, true); err != nil {
-		return Move{}, err
-	}
-	in.HostID, in.SiteID, in.Placement, in.ObservedState = h.ID, h.SiteID, &d, ""
 	in.Moves++
 	in.LastMovedAt = &now
 	if _, err := mec.Save(tx, mec.KindAppInstance, in.ID, in, v); err != nil {

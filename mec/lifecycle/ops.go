@@ -84,32 +84,12 @@ func (s *Service) instantiateTx(tx mec.Tx, in *mec.AppInstance, v int64, op *mec
 	if cons.SpreadKey == "" {
 		cons.SpreadKey = in.AppDID
 	}
-	d, err := s.place(tx, need, cons)
+	h, err := s.reserve(tx, in, need, cons)
 	if err != nil {
 		return err
 	}
-	h, hv, err := loadHost(tx, d.HostID)
-	if err != nil {
-		return err
-	}
-	if !h.Free().Fits(need) { // the engine saw this very snapshot; guard anyway
-		return mec.Errorf(http.StatusConflict, nil, "host %s no longer has room", h.ID)
-	}
-	h.Allocated = h.Allocated.Add(need)
-	h.DesiredGeneration++
-	if _, err := mec.Save(tx, mec.KindHost, h.ID, h, hv); err != nil {
-		return err
-	}
-	if err := countPeer(tx, cons.SpreadKey, h.SiteID, +1); err != nil {
-		return err
-	}
-	if err := indexInstance(tx, h.ID, in.ID, true); err != nil {
-		return err
-	}
-	in.HostID, in.SiteID, in.Reserved, in.Constraints = h.ID, h.SiteID, need, cons
 	in.DesiredState = mec.DesiredRunning
 	in.PendingOpID = op.ID
-	in.Placement = &d
 	if _, err := mec.Save(tx, mec.KindAppInstance, in.ID, in, v); err != nil {
 		return err
 	}

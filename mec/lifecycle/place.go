@@ -53,6 +53,38 @@ func (s *Service) place(tx mec.Tx, need mec.Resources, cons mec.PlacementConstra
 	return d, nil
 }
 
+// reserve places in with need and cons, leaving out the hosts in except,
+// and takes the room on the chosen host inside tx: the host's allocation
+// and generation, the spread count and the host's index move with the
+// instance's hostId, siteId, reservation, constraints and decision. A host
+// that fits nowhere is a *mec.Problem (409 or 422).
+func (s *Service) reserve(tx mec.Tx, in *mec.AppInstance, need mec.Resources, cons mec.PlacementConstraints, except ...string) (mec.Host, error) {
+	d, err := s.place(tx, need, cons, except...)
+	if err != nil {
+		return mec.Host{}, err
+	}
+	h, hv, err := loadHost(tx, d.HostID)
+	if err != nil {
+		return mec.Host{}, err
+	}
+	if !h.Free().Fits(need) { // the engine saw this very snapshot; guard anyway
+		return mec.Host{}, mec.Errorf(http.StatusConflict, nil, "host %s no longer has room", h.ID)
+	}
+	h.Allocated = h.Allocated.Add(need)
+	h.DesiredGeneration++
+	if _, err := mec.Save(tx, mec.KindHost, h.ID, h, hv); err != nil {
+		return mec.Host{}, err
+	}
+	if err := countPeer(tx, cons.SpreadKey, h.SiteID, +1); err != nil {
+		return mec.Host{}, err
+	}
+	if err := indexInstance(tx, h.ID, in.ID, true); err != nil {
+		return mec.Host{}, err
+	}
+	in.HostID, in.SiteID, in.Reserved, in.Constraints, in.Placement = h.ID, h.SiteID, need, cons, &d
+	return h, nil
+}
+
 // placeObservation is the outcome and engine time of the latest placement,
 // guarded by placeMu like the placement itself.
 type placeObservation struct {
