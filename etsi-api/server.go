@@ -29,6 +29,7 @@ import (
 	"github.com/mecorch/mecorch/mec/inventory"
 	"github.com/mecorch/mecorch/mec/lifecycle"
 	"github.com/mecorch/mecorch/mec/placement"
+	"github.com/mecorch/mecorch/mec/uectx"
 )
 
 // Config is what the server needs beyond its store.
@@ -135,7 +136,7 @@ func New(cfg Config, store mec.Store, clock mec.Clock, log *slog.Logger, reg *pr
 	mux.Handle(auth.TokenPath, a.TokenHandler())
 	mux.Handle(auth.ClientsPath, a.ClientsHandler()) // operator-only inside
 	mux.Handle(auth.ClientsPath+"/", a.ClientsHandler())
-	mux.Handle("/api/v1/", operatorOnly(operator.NewHandler(inv, log, operator.WithAlarms(s.alarms))))
+	mux.Handle("/api/v1/", operatorOnly(operator.NewHandler(inv, log, operator.WithAlarms(s.alarms), operator.WithUEs(uectx.New(store, clock, log)))))
 	agentAPI{lc: s.lifecycle, catalog: s.catalog, auth: a, imageSlots: make(chan struct{}, maxImageDownloads)}.routes(mux)
 	s.hub.Routes(mux)
 	mux.Handle("/app_pkgm/v1/", providers(pkgm))

@@ -66,6 +66,8 @@ const (
 	// raising and clearing find it without a scan; a cleared one is
 	// kept under its own ID until it is pruned.
 	KindAlarm Kind = "alarm"
+	// KindUEContext keeps each UE's serving cell (mec/uectx).
+	KindUEContext Kind = "ue_context"
 )
 
 // AnyVersion, when passed as ifVersion, writes whatever the current version;

@@ -16,12 +16,14 @@ import (
 	"github.com/mecorch/mecorch/mec"
 	"github.com/mecorch/mecorch/mec/health"
 	"github.com/mecorch/mecorch/mec/inventory"
+	"github.com/mecorch/mecorch/mec/uectx"
 )
 
 // handler serves the inventory endpoints.
 type handler struct {
 	inv    *inventory.Service
 	alarms *health.Alarms // nil: no /api/v1/alarms
+	ues    *uectx.Service // nil: no /api/v1/ues
 	log    *slog.Logger
 	mux    *http.ServeMux
 	routes http.Handler // mux, with ProblemDetails for 404 and 405
@@ -73,6 +75,16 @@ func NewHandler(inv *inventory.Service, log *slog.Logger, opts ...Option) http.H
 			{"GET /api/v1/alarms", h.listAlarms},
 			{"GET /api/v1/alarms/{alarmId}", h.getAlarm},
 			{"PATCH /api/v1/alarms/{alarmId}", h.patchAlarm},
+		}...)
+	}
+	if h.ues != nil {
+		routes = append(routes, []struct {
+			pattern string
+			fn      http.HandlerFunc
+		}{
+			{"POST /api/v1/ue_cell_changes", h.reportCellChange},
+			{"GET /api/v1/ues", h.listUEs},
+			{"GET /api/v1/ues/{ueId}", h.getUE},
 		}...)
 	}
 	for _, rt := range routes {
