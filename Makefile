@@ -5,21 +5,46 @@ STATE ?= .mecorch
 LISTEN ?= 127.0.0.1:8080
 BIN := bin
 
-.PHONY: all build run test deps vet fuzz bench load failover clean
+.PHONY: all build run serve test deps vet fuzz bench load failover clean $(LABPKG)
 
 all: build
 
 build:
 	$(GO) build -o $(BIN)/ ./cmd/...
 
-# run: mecorch on the embedded store in $(STATE)/store, with an operator
-# token generated once into $(STATE)/admin-token (printed at start).
-run: build
+# run: the whole system on this machine. lab/mec-3site.clab.yml is realized in network namespaces
+# (mecorch on its embedded store in $(STATE)/lab-store, three edge hosts with mec-agent, gNB, UPF, DN and
+# UE simulators, the links' delays); mecorch's API is published at $(LISTEN); the lab's sites, cells and
+# hosts are registered and the sample app (its echoapp build) is onboarded and instantiated. Ctrl-C tears
+# it all down. The operator token is generated once into $(STATE)/admin-token. Needs root.
+LABPKG := $(BIN)/edge-echo-lab.zip
+run: build $(LABPKG)
+	@if [ "$$(id -u)" != 0 ]; then \
+		echo "make run brings a lab up in network namespaces: it needs root (CAP_SYS_ADMIN, CAP_NET_ADMIN). Try: sudo make run"; exit 1; fi
+	@mkdir -p $(STATE)
+	@test -s $(STATE)/admin-token || head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > $(STATE)/admin-token
+	@echo "operator token: export TOKEN=$$(cat $(STATE)/admin-token)"
+	MECORCH_ADMIN_TOKEN=$$(cat $(STATE)/admin-token) MECORCH_LAB_TOKEN_FILE=$(abspath $(STATE)/admin-token) \
+	MECORCH_LAB_STORE=$(abspath $(STATE)/lab-store) \
+		./$(BIN)/mecorch lab up lab/mec-3site.clab.yml --state-dir $(abspath $(STATE)/lab) \
+		--publish $(LISTEN)=orchestrator:8080 --bootstrap $(LABPKG)
+
+# serve: mecorch alone on the embedded store in $(STATE)/store, without a lab (no root needed); the
+# README's walkthrough uses it.
+serve: build
 	@mkdir -p $(STATE)
 	@test -s $(STATE)/admin-token || head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > $(STATE)/admin-token
 	@echo "operator token: export TOKEN=$$(cat $(STATE)/admin-token)"
 	@echo "API: http://$(LISTEN)   health: http://$(LISTEN)/healthz   metrics: http://$(LISTEN)/metrics"
 	MECORCH_ADMIN_TOKEN=$$(cat $(STATE)/admin-token) ./$(BIN)/mecorch serve --listen $(LISTEN) --store $(STATE)/store
+
+# The sample app with the self-contained echoapp binary as its image (the
+# shell script of examples/edge-echo.zip needs socat on the host).
+$(LABPKG): build
+	rm -rf $(BIN)/labpkg && cp -r examples/sample-app $(BIN)/labpkg && rm $(BIN)/labpkg/Artifacts/edge-echo.sh
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/labpkg/Artifacts/edge-echo ./examples/echoapp
+	sed -i 's|Artifacts/edge-echo.sh|Artifacts/edge-echo|' $(BIN)/labpkg/Definitions/edge-echo.yaml $(BIN)/labpkg/edge-echo.mf
+	$(GO) run ./examples/mkpkg $(BIN)/labpkg $@ >/dev/null
 
 # deps: what the tests need on a fresh Debian machine (PostgreSQL for the
 # store tests). Installs only what is missing.
@@ -34,11 +59,14 @@ vet:
 	$(GO) vet ./...
 
 # test: everything, with the race detector, on both store engines. Each Postgres test package starts
-# its own throwaway cluster in a temp dir and removes it afterwards.
+# its own throwaway cluster in a temp dir and removes it afterwards. The lab's end-to-end tests (./lab)
+# measure link delays made by a user-space relay: they run last, alone, and without the race detector,
+# which would slow the relay they measure (lab/linkemu's own tests run with it).
 test: deps vet
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 		if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
-	$(GO) test -race -count=1 -timeout 12m ./...
+	$(GO) test -race -count=1 -timeout 12m $$($(GO) list ./... | grep -v '^github.com/mecorch/mecorch/lab$$')
+	$(GO) test -count=1 -timeout 5m ./lab
 
 # fuzz: a short run of every fuzz target (long runs: FUZZTIME=10m). The
 # seed corpora also run in every `make test`.
@@ -51,6 +79,9 @@ fuzz:
 	$(GO) test -run=NONE -fuzz='^FuzzDecodeInstantiate$$' -fuzztime=$(FUZZTIME) ./etsi-api/applcm
 	$(GO) test -run=NONE -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./etsi-api/selector
 	$(GO) test -run=NONE -fuzz='^FuzzDecode$$' -fuzztime=$(FUZZTIME) ./mec/agentproto
+	$(GO) test -run=NONE -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./lab/topology
+	$(GO) test -run=NONE -fuzz='^FuzzDecode$$' -fuzztime=$(FUZZTIME) ./lab/ransim/gtpu
+	$(GO) test -run=NONE -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./lab/ransim/ipv4udp
 
 # bench: the Go benchmarks behind docs/BENCHMARKS.md.
 bench:

@@ -29,7 +29,7 @@ func detectCapacity(f flags) (mec.Resources, error) {
 		c.MemoryMiB = kib / 1024 * 9 / 10
 	}
 	if c.StorageGB == 0 {
-		if err := os.MkdirAll(f.stateDir, 0o700); err != nil {
+		if err := os.MkdirAll(f.stateDir, 0o711); err != nil { // traversable: see --run-as
 			return c, err
 		}
 		var st unix.Statfs_t

@@ -39,6 +39,8 @@ const usage = `mecorch: ETSI MEC edge orchestrator
 
 usage:
   mecorch serve [flags]    serve the APIs (mecorch serve -h for flags)
+  mecorch lab up|status|down <file.clab.yml>
+                           run a containerlab topology in network namespaces (mecorch lab help)
 `
 
 func main() {
@@ -49,6 +51,11 @@ func main() {
 	switch os.Args[1] {
 	case "serve":
 		if err := serve(os.Args[2:], os.Stderr); err != nil {
+			fmt.Fprintln(os.Stderr, "mecorch:", err)
+			os.Exit(1)
+		}
+	case "lab":
+		if err := labCmd(os.Args[2:], os.Stdout, os.Stderr); err != nil {
 			fmt.Fprintln(os.Stderr, "mecorch:", err)
 			os.Exit(1)
 		}

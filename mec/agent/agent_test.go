@@ -101,6 +101,13 @@ func newEnv(t *testing.T) *env {
 		_ = rt.Sweep(ctx, func(string) bool { return false })
 		_ = rt.Close()
 		_ = netns.Delete(nsDir, "host")
+		// The runtime's parent cgroup is the test's own: empty now, it goes.
+		dirs, _ := filepath.Glob("/sys/fs/cgroup/*/" + e.rtCfg.Cgroup)
+		for _, d := range append(dirs, "/sys/fs/cgroup/"+e.rtCfg.Cgroup) {
+			if err := unix.Rmdir(d); err != nil && !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("remove the test's cgroup %s: %v", d, err)
+			}
+		}
 	})
 	return e
 }

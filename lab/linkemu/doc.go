@@ -1,0 +1,24 @@
+// Package linkemu emulates the properties of a lab link: delay, jitter,
+// loss and rate, per direction, changeable while traffic flows.
+//
+// The kernels the lab runs on may lack netem, so packets are held in user
+// space. A link is two veth pairs that meet in a relay namespace:
+//
+//	A netns: A.Iface ── veth ── relay netns: xa ⇄ relay ⇄ xb ── veth ── B netns: B.Iface
+//
+// For each direction a reader takes frames off one relay-side veth through
+// an AF_PACKET socket, decides their fate (loss, queue limit) and their due
+// time (serialization at the configured rate, then delay ± jitter, never
+// before the frame ahead of them: a link does not reorder), and a sender
+// writes them to the other relay-side veth when they are due. Arrival is
+// the kernel's receive timestamp, so the reader's own scheduling latency
+// does not add to the delay; the sender waits on a timerfd and spins the
+// last few microseconds a wake-up usually overshoots by (see sleeper).
+//
+// The relay is a user-space process: when the machine's processors are
+// busy, frames leave late. DirStats.MaxLate says by how much.
+//
+// Offloads (checksum, scatter-gather, TSO, GSO, GRO) are turned off on all
+// four veth ends: a relay that copies frames cannot pass on a 64 KiB GSO
+// super-frame or a frame whose checksum the sender left to the hardware.
+package linkemu

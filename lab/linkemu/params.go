@@ -1,0 +1,110 @@
+package linkemu
+
+import (
+	"fmt"
+	"math"
+	"sync/atomic"
+	"time"
+)
+
+// DefaultLimit is the rate queue's length in frames when Params.Limit is 0,
+// netem's default.
+const DefaultLimit = 1000
+
+// maxHeld bounds the frames one direction holds at once (in the rate queue
+// and in flight), whatever the delay and the packet rate: 32768 frames of
+// 1.5 KB are 48 MB.
+const maxHeld = 1 << 15
+
+// Params are one direction's properties.
+type Params struct {
+	// Delay is added to every frame.
+	Delay time.Duration
+	// Jitter spreads the delay uniformly over [Delay-Jitter, Delay+Jitter]
+	// (never below zero). Frames keep their order: one drawn earlier than
+	// the frame ahead of it leaves right after that one.
+	Jitter time.Duration
+	// LossPct drops this percentage of the frames, at random.
+	LossPct float64
+	// RateKbit, if positive, is the link's rate in kbit/s (1000 bit/s):
+	// a frame (Ethernet header included) leaves no earlier than the one
+	// ahead of it has been serialized, then travels Delay.
+	RateKbit int64
+	// Limit is how many frames may wait for the rate (the link's queue);
+	// more are dropped at the tail. 0 means DefaultLimit. Frames in flight
+	// (serialized, waiting out the delay) do not count.
+	Limit int
+}
+
+// Validate tells whether p can be applied.
+func (p Params) Validate() error {
+	switch {
+	case p.Delay < 0:
+		return fmt.Errorf("delay %v is negative", p.Delay)
+	case p.Jitter < 0:
+		return fmt.Errorf("jitter %v is negative", p.Jitter)
+	case math.IsNaN(p.LossPct) || p.LossPct < 0 || p.LossPct > 100:
+		return fmt.Errorf("loss %v%% is not in [0, 100]", p.LossPct)
+	case p.RateKbit < 0:
+		return fmt.Errorf("rate %d kbit/s is negative", p.RateKbit)
+	case p.Limit < 0:
+		return fmt.Errorf("limit %d is negative", p.Limit)
+	}
+	return nil
+}
+
+func (p Params) limit() int {
+	if p.Limit == 0 {
+		return DefaultLimit
+	}
+	return p.Limit
+}
+
+// serialization is how long a frame of n bytes occupies the link.
+func (p Params) serialization(n int) time.Duration {
+	if p.RateKbit <= 0 {
+		return 0
+	}
+	return time.Duration(int64(n) * 8 * int64(time.Second) / (p.RateKbit * 1000))
+}
+
+// DirStats count what happened to one direction's frames.
+type DirStats struct {
+	// Relayed frames were written to the far side.
+	Relayed uint64
+	// Lost frames were dropped by LossPct.
+	Lost uint64
+	// QueueDrops were dropped because the rate queue (Limit) or the
+	// direction's hold (32768 frames) was full.
+	QueueDrops uint64
+	// Errors are frames that could not be read whole (larger than the
+	// MTU) or written.
+	Errors uint64
+	// MaxQueue is the most frames held at once, queued and in flight.
+	MaxQueue int
+	// MaxLate is the longest a frame left after its due time: the
+	// relay's own error, which a busy machine makes grow.
+	MaxLate time.Duration
+}
+
+// Stats are both directions' counters since Start.
+type Stats struct {
+	AtoB, BtoA DirStats
+}
+
+// counters are a direction's DirStats as they are being counted.
+type counters struct {
+	relayed, lost, queueDrops, errors atomic.Uint64
+	maxQueue, maxLate                 atomic.Int64
+}
+
+func (c *counters) snapshot() DirStats {
+	return DirStats{
+		Relayed:    c.relayed.Load(),
+		Lost:       c.lost.Load(),
+		QueueDrops: c.queueDrops.Load(),
+		Errors:     c.errors.Load(),
+		MaxQueue:   int(c.maxQueue.Load()),
+		MaxLate:    time.Duration(c.maxLate.Load()),
+	}
+}
