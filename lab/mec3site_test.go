@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -17,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mecorch/mecorch/lab/bootstrap"
 	"github.com/mecorch/mecorch/lab/runner"
 	"github.com/mecorch/mecorch/lab/topology"
 	"github.com/mecorch/mecorch/traffic/netns"
@@ -279,6 +281,7 @@ func TestThreeSiteUETrafficCrossesTheCore(t *testing.T) {
 
 type ueStats struct {
 	Type       string           `json:"type"`
+	GNB        string           `json:"gnb"`
 	Received   int64            `json:"received"`
 	P50Ms      float64          `json:"p50Ms"`
 	P99Ms      float64          `json:"p99Ms"`
@@ -297,4 +300,66 @@ func lastStats(t *testing.T, path string) ueStats {
 		}
 	}
 	return out
+}
+
+// TestThreeSiteHandoverReachesMecorch: once the lab's sites and cells are
+// registered (lab/bootstrap, as make run does), ue1 hands over from site
+// 1's cell to site 2's after 20 s; its traffic goes on through gnb2 and
+// mecorch learns the UE's new cell.
+func TestThreeSiteHandoverReachesMecorch(t *testing.T) {
+	lab, topo := upThreeSite(t)
+	waitOrchestrator(t, lab)
+	// mecorch listens inside the lab: reach it from the DC's router.
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			var c net.Conn
+			err := netns.Do(lab.NetnsPath("dc"), func() error {
+				var err error
+				c, err = (&net.Dialer{}).DialContext(ctx, network, addr)
+				return err
+			})
+			return c, err
+		}}}
+	api, token := "http://10.100.0.2:8080", os.Getenv("MECORCH_ADMIN_TOKEN")
+	res, err := bootstrap.Run(context.Background(), topo, bootstrap.Config{API: api, Token: token, HTTP: hc, Wait: 60 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Cells) != 6 || len(res.Hosts) != 3 {
+		t.Fatalf("bootstrap registered %v cells and %v hosts", res.Cells, res.Hosts)
+	}
+	var ue struct{ CellID, SiteID, PrevCellID string }
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		req, _ := http.NewRequest("GET", api+"/api/v1/ues/ue1", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		if resp, err := hc.Do(req); err == nil {
+			if resp.StatusCode == http.StatusOK {
+				_ = json.NewDecoder(resp.Body).Decode(&ue)
+			}
+			resp.Body.Close()
+		}
+		if ue.CellID == "262-01-0000000b1" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("mecorch never learnt ue1's handover: %+v", ue)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if ue.SiteID != "site2" || ue.PrevCellID != "262-01-0000000a1" {
+		t.Errorf("ue1's context after the handover: %+v", ue)
+	}
+	// Its traffic goes on, now through gnb2.
+	deadline = time.Now().Add(20 * time.Second)
+	for {
+		st := lastStats(t, lab.LogPath("ue1"))
+		if st.GNB == "10.2.2.1:9000" && st.Received > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ue1's traffic does not flow through gnb2 after the handover: %+v", st)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
 }

@@ -100,6 +100,10 @@ func (s *Service) Report(ctx context.Context, c CellChange) (UE, error) {
 		next := UE{ID: c.UEID, CellID: cell.ID, SiteID: cell.SiteID, Since: c.Time, PrevCellID: cur.CellID, Changes: cur.Changes}
 		if v != mec.MustNotExist {
 			next.Changes++
+		} else if c.FromCell != "" {
+			// First heard of at a handover: where it came from is the
+			// report's word.
+			next.PrevCellID, next.Changes = c.FromCell, 1
 		}
 		if _, err := mec.Save(tx, mec.KindUEContext, c.UEID, next, v); err != nil {
 			return err
