@@ -47,8 +47,14 @@ $(LABPKG): build
 	$(GO) run ./examples/mkpkg $(BIN)/labpkg $@ >/dev/null
 
 # deps: what the tests need on a fresh Debian machine (PostgreSQL for the
-# store tests). Installs only what is missing.
+# store tests; iproute2, whose `ip` the lab topologies' exec commands run).
+# Installs only what is missing.
 deps:
+	@if ! command -v ip >/dev/null; then \
+		echo "installing iproute2 (the lab topologies' exec commands use ip)"; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq iproute2 >/dev/null; \
+	fi
 	@if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
 		echo "installing postgresql (store tests start a throwaway cluster)"; \
 		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
