@@ -168,23 +168,36 @@ func (c client) deploy(ctx context.Context, res Result) (Result, error) {
 	if err := c.do(ctx, "GET", "/app_pkgm/v1/onboarded_app_packages", nil, &pkgs, 200); err != nil {
 		return res, err
 	}
+	// A package of the same content is reused: onboarded, or left
+	// CREATED by an interrupted run (its content is uploaded again).
+	var pkgID string
 	for _, p := range pkgs {
-		if strings.EqualFold(p.Checksum.Hash, hex.EncodeToString(sum[:])) && p.OnboardingState == "ONBOARDED" {
-			res.AppDID = p.AppDID
+		if !strings.EqualFold(p.Checksum.Hash, hex.EncodeToString(sum[:])) {
+			continue
+		}
+		if p.OnboardingState == "ONBOARDED" {
+			res.AppDID, pkgID = p.AppDID, p.ID
+			break
+		}
+		if p.OnboardingState == "CREATED" {
+			pkgID = p.ID
 		}
 	}
 	if res.AppDID == "" {
-		var pkg struct{ ID string }
-		if err := c.do(ctx, "POST", "/app_pkgm/v1/onboarded_app_packages", map[string]any{"appPkgName": "lab-app", "appPkgVersion": "1.0.0",
-			"checksum": map[string]string{"algorithm": "SHA-256", "hash": hex.EncodeToString(sum[:])}}, &pkg, 201); err != nil {
-			return res, err
+		if pkgID == "" {
+			var pkg struct{ ID string }
+			if err := c.do(ctx, "POST", "/app_pkgm/v1/onboarded_app_packages", map[string]any{"appPkgName": "lab-app", "appPkgVersion": "1.0.0",
+				"checksum": map[string]string{"algorithm": "SHA-256", "hash": hex.EncodeToString(sum[:])}}, &pkg, 201); err != nil {
+				return res, err
+			}
+			pkgID = pkg.ID
 		}
-		if err := c.raw(ctx, "PUT", "/app_pkgm/v1/onboarded_app_packages/"+pkg.ID+"/package_content", "application/zip", data, nil, 202); err != nil {
+		if err := c.raw(ctx, "PUT", "/app_pkgm/v1/onboarded_app_packages/"+pkgID+"/package_content", "application/zip", data, nil, 202); err != nil {
 			return res, err
 		}
 		if err := c.until(ctx, "package onboarded", func() error {
 			var p struct{ AppDID, OnboardingState string }
-			if err := c.do(ctx, "GET", "/app_pkgm/v1/onboarded_app_packages/"+pkg.ID, nil, &p, 200); err != nil {
+			if err := c.do(ctx, "GET", "/app_pkgm/v1/onboarded_app_packages/"+pkgID, nil, &p, 200); err != nil {
 				return err
 			}
 			if p.OnboardingState != "ONBOARDED" {
@@ -196,15 +209,18 @@ func (c client) deploy(ctx context.Context, res Result) (Result, error) {
 			return res, err
 		}
 	}
+	// An instance of the app is reused, instantiated or not; one not
+	// instantiated (an interrupted run) is instantiated now.
 	var insts []struct {
 		ID, AppDID, InstantiationState string
 	}
 	if err := c.do(ctx, "GET", "/app_lcm/v1/app_instances", nil, &insts, 200); err != nil {
 		return res, err
 	}
+	state := ""
 	for _, in := range insts {
-		if in.AppDID == res.AppDID && in.InstantiationState == "INSTANTIATED" {
-			res.InstanceID = in.ID
+		if in.AppDID == res.AppDID && (res.InstanceID == "" || in.InstantiationState == "INSTANTIATED") {
+			res.InstanceID, state = in.ID, in.InstantiationState
 		}
 	}
 	if res.InstanceID == "" {
@@ -212,10 +228,14 @@ func (c client) deploy(ctx context.Context, res Result) (Result, error) {
 		if err := c.do(ctx, "POST", "/app_lcm/v1/app_instances", map[string]string{"appDId": res.AppDID, "appInstanceName": "lab-app-1"}, &in, 201); err != nil {
 			return res, err
 		}
-		if err := c.do(ctx, "POST", "/app_lcm/v1/app_instances/"+in.ID+"/instantiate", map[string]any{}, nil, 202); err != nil {
+		res.InstanceID, state = in.ID, "NOT_INSTANTIATED"
+	}
+	if state == "NOT_INSTANTIATED" {
+		// 409: an instantiation is already in progress; it is waited for.
+		err := c.do(ctx, "POST", "/app_lcm/v1/app_instances/"+res.InstanceID+"/instantiate", map[string]any{}, nil, 202)
+		if se, ok := err.(*statusError); err != nil && !(ok && se.status == http.StatusConflict) {
 			return res, err
 		}
-		res.InstanceID = in.ID
 	}
 	err = c.until(ctx, "instance running", func() error {
 		var in struct {

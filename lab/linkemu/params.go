@@ -45,8 +45,8 @@ func (p Params) Validate() error {
 		return fmt.Errorf("jitter %v is negative", p.Jitter)
 	case math.IsNaN(p.LossPct) || p.LossPct < 0 || p.LossPct > 100:
 		return fmt.Errorf("loss %v%% is not in [0, 100]", p.LossPct)
-	case p.RateKbit < 0:
-		return fmt.Errorf("rate %d kbit/s is negative", p.RateKbit)
+	case p.RateKbit < 0 || p.RateKbit > maxRateKbit:
+		return fmt.Errorf("rate %d kbit/s is not in [0, %d]", p.RateKbit, maxRateKbit)
 	case p.Limit < 0:
 		return fmt.Errorf("limit %d is negative", p.Limit)
 	}
@@ -65,8 +65,14 @@ func (p Params) serialization(n int) time.Duration {
 	if p.RateKbit <= 0 {
 		return 0
 	}
-	return time.Duration(int64(n) * 8 * int64(time.Second) / (p.RateKbit * 1000))
+	// n bytes at rate kbit/s take n*8/(rate*1000) s, n*8e6/rate ns: no
+	// step overflows for any frame size and rate Validate accepts.
+	return time.Duration(int64(n)*8*1_000_000/p.RateKbit) * time.Nanosecond
 }
+
+// maxRateKbit bounds a rate (1 Tbit/s): beyond it a frame's time on the
+// wire is under a nanosecond anyway.
+const maxRateKbit = 1_000_000_000
 
 // DirStats count what happened to one direction's frames.
 type DirStats struct {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -103,6 +104,9 @@ func NewUE(cfg UEConfig, log *slog.Logger) (*UE, error) {
 	}
 	if cfg.Port == 0 {
 		cfg.Port = 40000
+	}
+	if math.IsNaN(cfg.Rate) || math.IsInf(cfg.Rate, 0) || cfg.Rate > 1e6 {
+		return nil, fmt.Errorf("ue: rate %v requests/s is not in (0, 1e6]", cfg.Rate)
 	}
 	if cfg.Rate <= 0 {
 		cfg.Rate = 10

@@ -287,6 +287,9 @@ func (u *UPF) flow(s *upfSession, d ipv4udp.Datagram) (*flow, error) {
 		return nil, fmt.Errorf("listen on N6: %w", err)
 	}
 	f := &flow{key: k, sess: s, conn: conn}
+	// Fresh, not idle since 1970: the expiry must not take it before its
+	// first packet.
+	f.last.Store(time.Now().UnixNano())
 	u.flows[k] = f
 	u.wg.Go(func() { u.downlink(f) })
 	return f, nil

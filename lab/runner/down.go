@@ -65,6 +65,7 @@ func Down(ctx context.Context, target string, opts Options) error {
 			stopRunner(ctx, st, opts.StopGrace)
 		}
 		names = append(append(names, st.Namespaces...), st.RelayNamespaces...)
+		names = append(names, nodeMade(opts.NetnsDir, st.Namespaces)...)
 	} else if lab != "" {
 		names, err = orphans(lab, opts)
 		if err != nil {
@@ -111,6 +112,31 @@ func stopRunner(ctx context.Context, st *State, grace time.Duration) {
 // orphans lists the namespaces of a lab that left no state: those named
 // clab-<lab>-* but for those another lab's state file (next to where
 // this lab's would be) claims: lab "a" must not take lab "a-b"'s nodes.
+// nodeMade lists the namespaces in dir named after one of nodes plus "-",
+// that are not among nodes: those the nodes' processes made (an agent's
+// app instances). Only names under a node's own are taken, so that a lab
+// whose name extends this one's ("mec" and "mec-3site") is left alone.
+func nodeMade(dir string, nodes []string) []string {
+	known := map[string]bool{}
+	for _, n := range nodes {
+		known[n] = true
+	}
+	var out []string
+	for _, n := range nodes {
+		names, err := netns.List(dir, n+"-")
+		if err != nil {
+			continue
+		}
+		for _, m := range names {
+			if !known[m] {
+				known[m] = true
+				out = append(out, m)
+			}
+		}
+	}
+	return out
+}
+
 func orphans(lab string, opts Options) ([]string, error) {
 	names, err := netns.List(opts.NetnsDir, "clab-"+lab+"-")
 	if err != nil {

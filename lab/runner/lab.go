@@ -244,26 +244,12 @@ func (l *Lab) Close() error {
 	return l.closeErr
 }
 
-// madeByNodes lists the namespaces named clab-<lab>-… that the runner did
-// not make itself: the nodes' own (mec-agent's instances, when its
-// --netns-prefix is the node's namespace name). Made after the runner's,
+// madeByNodes lists the namespaces the nodes made themselves under their
+// own namespace's name (mec-agent's app instances, with --netns-prefix
+// clab-<lab>-<node>-): they go with the lab. Made after the runner's,
 // they come after them in the list and so are deleted first.
 func (l *Lab) madeByNodes(made []string) []string {
-	names, err := netns.List(l.opts.NetnsDir, "clab-"+l.t.Name+"-")
-	if err != nil {
-		return nil
-	}
-	known := map[string]bool{}
-	for _, m := range made {
-		known[m] = true
-	}
-	var out []string
-	for _, n := range names {
-		if !known[n] {
-			out = append(out, n)
-		}
-	}
-	return out
+	return nodeMade(l.opts.NetnsDir, made)
 }
 
 func (l *Lab) teardown() error {

@@ -27,7 +27,7 @@ func (l *Lab) Publish(ctx context.Context, listen, node, target string) (io.Clos
 	}
 	path := l.NetnsPath(node)
 	p := &publisher{ln: ln}
-	go func() { <-ctx.Done(); _ = p.Close() }()
+	p.stopWatch = context.AfterFunc(ctx, func() { _ = p.Close() })
 	go p.serve(ctx, path, target, l.opts.Logger)
 	return p, nil
 }
@@ -37,15 +37,19 @@ type publisher struct {
 	wg   sync.WaitGroup
 	once sync.Once
 
-	mu     sync.Mutex
-	active map[net.Conn]bool
-	closed bool
+	mu        sync.Mutex
+	active    map[net.Conn]bool
+	closed    bool
+	stopWatch func() bool
 }
 
 // Close stops listening and ends the connections in flight.
 func (p *publisher) Close() error {
 	var err error
 	p.once.Do(func() {
+		if p.stopWatch != nil {
+			p.stopWatch()
+		}
 		err = p.ln.Close()
 		p.mu.Lock()
 		p.closed = true
@@ -59,7 +63,13 @@ func (p *publisher) Close() error {
 }
 
 // track adds c to the connections Close ends; false if Close ran already.
-func (p *publisher) track(c net.Conn) bool {
+func (p *publisher) track(c net.Conn) bool { return p.add(c, false) }
+
+// accept is track for an accepted connection, which is also counted in wg
+// under the lock Close takes, so that Close's Wait sees its goroutine.
+func (p *publisher) accept(c net.Conn) bool { return p.add(c, true) }
+
+func (p *publisher) add(c net.Conn, count bool) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
@@ -67,6 +77,9 @@ func (p *publisher) track(c net.Conn) bool {
 	}
 	if p.active == nil {
 		p.active = map[net.Conn]bool{}
+	}
+	if count {
+		p.wg.Add(1)
 	}
 	p.active[c] = true
 	return true
@@ -89,13 +102,13 @@ func (p *publisher) serve(ctx context.Context, path, target string, log interfac
 			}
 			return
 		}
-		p.wg.Add(1)
+		if !p.accept(c) {
+			c.Close()
+			return
+		}
 		go func() {
 			defer p.wg.Done()
 			defer c.Close()
-			if !p.track(c) {
-				return
-			}
 			defer p.untrack(c)
 			var up net.Conn
 			err := netns.Do(path, func() error {

@@ -239,6 +239,14 @@ func ifaceProblem(name string) string {
 			return "no whitespace or control characters in interface names"
 		}
 	}
+	// Narrower than the kernel: names go into the shell commands
+	// NetemCommands prints, so nothing a shell would read as syntax.
+	for _, c := range name {
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("._-@", c)
+		if !ok {
+			return fmt.Sprintf("%q: interface names take letters, digits and . _ - @ only", c)
+		}
+	}
 	return ""
 }
 

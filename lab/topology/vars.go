@@ -25,6 +25,10 @@ const (
 	maxDelay  = 10 * time.Second
 )
 
+// MaxRateKbit bounds a link's rate: 1 Tbit/s, far above what a lab link
+// carries, and far below where the arithmetic of a rate would overflow.
+const MaxRateKbit = 1_000_000_000
+
 var (
 	impairmentKeys = []string{varDelay, varJitter, varLoss, varRate}
 	linkVarKeys    = []string{varDelay, varJitter, varLoss, varRate, varAtoB, varBtoA}
@@ -84,8 +88,8 @@ func (p *parser) impSpec(entries []entry, path string, top bool) impSpec {
 			}
 		case varRate:
 			if v, ok := p.integer(e.val, fp); ok {
-				if v < 0 {
-					p.add(e.key, fp, "rate (kbit/s) must not be negative")
+				if v < 0 || v > MaxRateKbit {
+					p.add(e.key, fp, "rate (kbit/s) must be from 0 to %d", MaxRateKbit)
 				} else {
 					s.rate = &v
 				}

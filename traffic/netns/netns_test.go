@@ -177,12 +177,20 @@ func TestStartCmdAndProcs(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	pids, err := netns.Procs(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(pids) != 1 || pids[0] != cmd.Process.Pid {
-		t.Fatalf("Procs = %v, want [%d]", pids, cmd.Process.Pid)
+	// The shell's readlink child may not have exited yet when its output
+	// is read: wait for the namespace to hold just the shell (now sleep).
+	for {
+		pids, err := netns.Procs(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(pids) == 1 && pids[0] == cmd.Process.Pid {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Procs = %v, want [%d]", pids, cmd.Process.Pid)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
