@@ -6,10 +6,11 @@
 //
 //	A netns: A.Iface ── veth ── relay netns: xa ⇄ relay ⇄ xb ── veth ── B netns: B.Iface
 //
-// For each direction a reader takes frames off one relay-side veth through
-// an AF_PACKET socket, decides their fate (loss, queue limit) and their due
-// time (serialization at the configured rate, then delay ± jitter, never
-// before the frame ahead of them: a link does not reorder), and a sender
+// A link's rate is the kernel's: a tbf on the sending node's interface
+// (see shape). For each direction a reader takes frames off one relay-side
+// veth through an AF_PACKET socket, decides their fate (loss) and their due
+// time (delay ± jitter, never before the frame ahead of them: a link does
+// not reorder), and a sender
 // writes them to the other relay-side veth when they are due. Arrival is
 // the kernel's receive timestamp, so the reader's own scheduling latency
 // does not add to the delay; the sender waits on a timerfd and spins the

@@ -139,8 +139,14 @@ func Start(ctx context.Context, cfg Config) (_ *Link, err error) {
 		l.closers = append(l.closers, sleepers[i])
 	}
 	ctx, l.cancel = context.WithCancel(ctx)
-	l.pipes[0] = newPipe("a-b", cfg.AtoB, sockA, sockB, sleepers[0], bufSize, seed, ctx.Done(), l.log)
-	l.pipes[1] = newPipe("b-a", cfg.BtoA, sockB, sockA, sleepers[1], bufSize, seed+1, ctx.Done(), l.log)
+	if err := shape(cfg.A, cfg.AtoB.RateKbit, cfg.MTU); err != nil {
+		return nil, err
+	}
+	if err := shape(cfg.B, cfg.BtoA.RateKbit, cfg.MTU); err != nil {
+		return nil, err
+	}
+	l.pipes[0] = newPipe("a-b", relayed(cfg.AtoB), sockA, sockB, sleepers[0], bufSize, seed, ctx.Done(), l.log)
+	l.pipes[1] = newPipe("b-a", relayed(cfg.BtoA), sockB, sockA, sleepers[1], bufSize, seed+1, ctx.Done(), l.log)
 	l.wg.Add(1)
 	go func() {
 		defer l.wg.Done()
@@ -175,10 +181,26 @@ func (l *Link) Set(aToB, bToA Params) error {
 	if err := bToA.Validate(); err != nil {
 		return fmt.Errorf("linkemu: b to a: %w", err)
 	}
-	l.pipes[0].params.Store(&aToB)
-	l.pipes[1].params.Store(&bToA)
+	if err := shape(l.cfg.A, aToB.RateKbit, l.cfg.MTU); err != nil {
+		return fmt.Errorf("linkemu: %w", err)
+	}
+	if err := shape(l.cfg.B, bToA.RateKbit, l.cfg.MTU); err != nil {
+		return fmt.Errorf("linkemu: %w", err)
+	}
+	ra, rb := relayed(aToB), relayed(bToA)
+	l.pipes[0].params.Store(&ra)
+	l.pipes[1].params.Store(&rb)
 	l.log.Info("linkemu: link changed", "a_to_b", aToB, "b_to_a", bToA)
 	return nil
+}
+
+// ShapedDrops is what the kernel's rate limiting dropped, per direction.
+func (l *Link) ShapedDrops() (aToB, bToA uint64, err error) {
+	if aToB, err = shapedDrops(l.cfg.A); err != nil {
+		return 0, 0, err
+	}
+	bToA, err = shapedDrops(l.cfg.B)
+	return aToB, bToA, err
 }
 
 // Stats returns the counters of both directions.

@@ -7,12 +7,8 @@ import (
 	"time"
 )
 
-// DefaultLimit is the rate queue's length in frames when Params.Limit is 0,
-// netem's default.
-const DefaultLimit = 1000
-
-// maxHeld bounds the frames one direction holds at once (in the rate queue
-// and in flight), whatever the delay and the packet rate: 32768 frames of
+// maxHeld bounds the frames one direction holds at once (waiting out their
+// delay), whatever the delay and the packet rate: 32768 frames of
 // 1.5 KB are 48 MB.
 const maxHeld = 1 << 15
 
@@ -26,14 +22,10 @@ type Params struct {
 	Jitter time.Duration
 	// LossPct drops this percentage of the frames, at random.
 	LossPct float64
-	// RateKbit, if positive, is the link's rate in kbit/s (1000 bit/s):
-	// a frame (Ethernet header included) leaves no earlier than the one
-	// ahead of it has been serialized, then travels Delay.
+	// RateKbit, if positive, is the link's rate in kbit/s (1000 bit/s),
+	// Ethernet header included. The kernel's tbf applies it on the sending
+	// node's interface, before the relay (see shape).
 	RateKbit int64
-	// Limit is how many frames may wait for the rate (the link's queue);
-	// more are dropped at the tail. 0 means DefaultLimit. Frames in flight
-	// (serialized, waiting out the delay) do not count.
-	Limit int
 }
 
 // Validate tells whether p can be applied.
@@ -47,31 +39,12 @@ func (p Params) Validate() error {
 		return fmt.Errorf("loss %v%% is not in [0, 100]", p.LossPct)
 	case p.RateKbit < 0 || p.RateKbit > maxRateKbit:
 		return fmt.Errorf("rate %d kbit/s is not in [0, %d]", p.RateKbit, maxRateKbit)
-	case p.Limit < 0:
-		return fmt.Errorf("limit %d is negative", p.Limit)
 	}
 	return nil
 }
 
-func (p Params) limit() int {
-	if p.Limit == 0 {
-		return DefaultLimit
-	}
-	return p.Limit
-}
-
-// serialization is how long a frame of n bytes occupies the link.
-func (p Params) serialization(n int) time.Duration {
-	if p.RateKbit <= 0 {
-		return 0
-	}
-	// n bytes at rate kbit/s take n*8/(rate*1000) s, n*8e6/rate ns: no
-	// step overflows for any frame size and rate Validate accepts.
-	return time.Duration(int64(n)*8*1_000_000/p.RateKbit) * time.Nanosecond
-}
-
-// maxRateKbit bounds a rate (1 Tbit/s): beyond it a frame's time on the
-// wire is under a nanosecond anyway.
+// maxRateKbit bounds a rate (1 Tbit/s), far above what a lab link
+// carries and far below where its arithmetic would overflow.
 const maxRateKbit = 1_000_000_000
 
 // DirStats count what happened to one direction's frames.
@@ -80,8 +53,8 @@ type DirStats struct {
 	Relayed uint64
 	// Lost frames were dropped by LossPct.
 	Lost uint64
-	// QueueDrops were dropped because the rate queue (Limit) or the
-	// direction's hold (32768 frames) was full.
+	// QueueDrops were dropped because the relay held as many frames as
+	// it may (rate drops are the kernel's: Link.ShapedDrops).
 	QueueDrops uint64
 	// Errors are frames that could not be read whole (larger than the
 	// MTU) or written.

@@ -67,8 +67,6 @@ type pipe struct {
 
 	// The reader's own state.
 	rng     *rand.Rand
-	backlog ring[time.Time] // when each frame in the rate queue is serialized
-	txFree  time.Time       // when the link finishes serializing
 	lastDue time.Time
 }
 
@@ -152,23 +150,12 @@ func (p *pipe) admit(arrival time.Time, n int) (drop bool) {
 	p.mu.Lock()
 	held := p.held.len()
 	p.mu.Unlock()
-	for p.backlog.len() > 0 && !p.backlog.front().After(arrival) {
-		p.backlog.pop()
-	}
-	if held >= maxHeld || (par.RateKbit > 0 && p.backlog.len() >= par.limit()) {
+	if held >= maxHeld {
 		p.counts.queueDrops.Add(1)
 		return true
 	}
+	// The rate was applied before the relay, by the kernel (see shape).
 	sent := arrival
-	if par.RateKbit > 0 {
-		start := arrival
-		if p.txFree.After(start) {
-			start = p.txFree
-		}
-		p.txFree = start.Add(par.serialization(n))
-		sent = p.txFree
-		p.backlog.push(sent)
-	}
 	delay := par.Delay
 	if par.Jitter > 0 {
 		delay += time.Duration(p.rng.Int64N(2*int64(par.Jitter)+1)) - par.Jitter
