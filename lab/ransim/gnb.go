@@ -229,49 +229,25 @@ func (g *GNB) serveRadio() error {
 
 // serveN3 carries downlink G-PDUs to the UEs and answers path management.
 func (g *GNB) serveN3() error {
-	buf := make([]byte, 64<<10)
-	for {
-		n, from, err := g.n3.ReadFromUDPAddrPort(buf)
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			return fmt.Errorf("gnb %s: read N3: %w", g.cfg.Name, err)
-		}
-		m, err := gtpu.Decode(buf[:n])
-		if err != nil {
-			g.n.malformed.Add(1)
-			g.log.Debug("gnb: malformed GTP-U", "from", from, "err", err)
-			continue
-		}
+	return g.n3End().serve(func(m *gtpu.Message, from netip.AddrPort) bool {
 		switch m.Type {
 		case gtpu.GPDU:
 			g.downlink(m, from)
-		case gtpu.EchoRequest:
-			g.n.echo.Add(1)
-			g.sendN3(gtpu.NewEchoResponse(m), from)
 		case gtpu.EndMarker:
 			g.n.endMarkers.Add(1)
 			g.log.Info("gnb: end marker: the UE's downlink left this gNB", "dlteid", fmt.Sprintf("%#x", m.TEID), "from", from)
-		case gtpu.ErrorIndication:
-			g.n.errInd.Add(1)
-			teid, peer, err := gtpu.ParseErrorIndication(m)
-			g.log.Warn("gnb: error indication", "from", from, "teid", fmt.Sprintf("%#x", teid), "peer", peer, "err", err)
 		default:
-			g.log.Debug("gnb: ignored", "type", m.Type, "from", from)
+			return false
 		}
-	}
+		return true
+	})
 }
 
-func (g *GNB) sendN3(m *gtpu.Message, to netip.AddrPort) {
-	b, err := m.Encode()
-	if err == nil {
-		_, err = g.n3.WriteToUDPAddrPort(b, to)
-	}
-	if err != nil {
-		g.log.Debug("gnb: send", "type", m.Type, "to", to, "err", err)
-	}
+func (g *GNB) n3End() n3End {
+	return n3End{conn: g.n3, who: "gnb " + g.cfg.Name, log: g.log, echo: &g.n.echo, errInd: &g.n.errInd, malformed: &g.n.malformed}
 }
+
+func (g *GNB) sendN3(m *gtpu.Message, to netip.AddrPort) { g.n3End().send(m, to) }
 
 func (g *GNB) downlink(m *gtpu.Message, from netip.AddrPort) {
 	s := g.sessions.byDL[m.TEID]

@@ -2,7 +2,6 @@ package ransim
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -177,47 +176,20 @@ func (u *UPF) Run(ctx context.Context) error {
 }
 
 func (u *UPF) serveN3() error {
-	buf := make([]byte, 64<<10)
-	for {
-		n, from, err := u.n3.ReadFromUDPAddrPort(buf)
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			return fmt.Errorf("upf: read N3: %w", err)
+	return u.n3End().serve(func(m *gtpu.Message, from netip.AddrPort) bool {
+		if m.Type != gtpu.GPDU {
+			return false
 		}
-		from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
-		m, err := gtpu.Decode(buf[:n])
-		if err != nil {
-			u.n.malformed.Add(1)
-			u.log.Debug("upf: malformed GTP-U", "from", from, "err", err)
-			continue
-		}
-		switch m.Type {
-		case gtpu.GPDU:
-			u.uplink(m, from)
-		case gtpu.EchoRequest:
-			u.n.echo.Add(1)
-			u.send(gtpu.NewEchoResponse(m), from)
-		case gtpu.ErrorIndication:
-			u.n.errInd.Add(1)
-			teid, peer, err := gtpu.ParseErrorIndication(m)
-			u.log.Warn("upf: error indication", "from", from, "teid", teid, "peer", peer, "err", err)
-		default:
-			u.log.Debug("upf: ignored", "type", m.Type, "from", from)
-		}
-	}
+		u.uplink(m, from)
+		return true
+	})
 }
 
-func (u *UPF) send(m *gtpu.Message, to netip.AddrPort) {
-	b, err := m.Encode()
-	if err == nil {
-		_, err = u.n3.WriteToUDPAddrPort(b, to)
-	}
-	if err != nil {
-		u.log.Debug("upf: send", "type", m.Type, "to", to, "err", err)
-	}
+func (u *UPF) n3End() n3End {
+	return n3End{conn: u.n3, who: "upf", log: u.log, echo: &u.n.echo, errInd: &u.n.errInd, malformed: &u.n.malformed}
 }
+
+func (u *UPF) send(m *gtpu.Message, to netip.AddrPort) { u.n3End().send(m, to) }
 
 func (u *UPF) uplink(m *gtpu.Message, from netip.AddrPort) {
 	s := u.sessions[m.TEID]
