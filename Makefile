@@ -5,7 +5,7 @@ STATE ?= .mecorch
 LISTEN ?= 127.0.0.1:8080
 BIN := bin
 
-.PHONY: all build run serve test deps vet fuzz bench load failover clean $(LABPKG)
+.PHONY: bench-latency all build run serve test deps vet fuzz bench load failover clean $(LABPKG)
 
 all: build
 
@@ -66,13 +66,14 @@ vet:
 
 # test: everything, with the race detector, on both store engines. Each Postgres test package starts
 # its own throwaway cluster in a temp dir and removes it afterwards. The lab's end-to-end tests (./lab)
-# measure link delays made by a user-space relay: they run last, alone, and without the race detector,
-# which would slow the relay they measure (lab/linkemu's own tests run with it).
+# and the STAMP accuracy test (./lab/stamplab) measure link delays made by a user-space relay: they run
+# last, one package at a time, and without the race detector, which would slow the relay they measure
+# (lab/linkemu's own tests run with it).
 test: deps vet
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 		if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
-	$(GO) test -race -count=1 -timeout 12m $$($(GO) list ./... | grep -v '^github.com/mecorch/mecorch/lab$$')
-	$(GO) test -count=1 -timeout 5m ./lab
+	$(GO) test -race -count=1 -timeout 12m $$($(GO) list ./... | grep -v -e '^github.com/mecorch/mecorch/lab$$' -e '^github.com/mecorch/mecorch/lab/stamplab$$')
+	$(GO) test -count=1 -p 1 -timeout 6m ./lab ./lab/stamplab
 
 # fuzz: a short run of every fuzz target (long runs: FUZZTIME=10m). The
 # seed corpora also run in every `make test`.
@@ -87,11 +88,16 @@ fuzz:
 	$(GO) test -run=NONE -fuzz='^FuzzDecode$$' -fuzztime=$(FUZZTIME) ./mec/agentproto
 	$(GO) test -run=NONE -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./lab/topology
 	$(GO) test -run=NONE -fuzz='^FuzzDecode$$' -fuzztime=$(FUZZTIME) ./lab/ransim/gtpu
+	$(GO) test -run=NONE -fuzz='^FuzzDecode$$' -fuzztime=$(FUZZTIME) ./latency/stamp
 	$(GO) test -run=NONE -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./lab/ransim/ipv4udp
 
-# bench: the Go benchmarks behind docs/BENCHMARKS.md.
+# bench: the Go benchmarks behind docs/BENCHMARKS.md. bench-latency: the UE-session assignment
+# suite (100,000 sessions over 10,000 hosts, quality against baselines and oracles; about a minute).
 bench:
-	$(GO) test -run=NONE -bench=. -benchmem -count=5 ./mec/placement ./mec/store/...
+	$(GO) test -run=NONE -bench=. -benchmem -count=5 ./mec/placement ./mec/store/... ./latency ./latency/rttmap ./latency/vivaldi ./latency/probeplan
+
+bench-latency:
+	$(GO) test -run=NONE -bench=. -timeout 20m ./latency/assign
 
 # load: API throughput of instance creation on each store engine.
 load: build deps

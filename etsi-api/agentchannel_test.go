@@ -385,3 +385,137 @@ func TestAgentChannelPathAlarms(t *testing.T) {
 	a.conn.Close()
 	waitAlarms(0)
 }
+
+// TestAgentChannelProbes: agents that advertise a STAMP reflector get probe
+// plans naming each other and the cells of the sites, their RTT reports
+// land in the map, and the operator API serves the map, a pair and its
+// history, and each agent's plan.
+func TestAgentChannelProbes(t *testing.T) {
+	s := start(t, engines(t)["embedded"](t))
+	s.must("POST", "/api/v1/sites", map[string]any{"id": "s1", "name": "one"}, http.StatusCreated)
+	s.must("POST", "/api/v1/sites", map[string]any{"id": "s2", "name": "two"}, http.StatusCreated)
+	var cell struct{ ID string }
+	_ = json.Unmarshal(s.must("POST", "/api/v1/cells", map[string]any{"nrcgi": map[string]any{"plmn": map[string]string{"mcc": "001", "mnc": "01"},
+		"nrcellId": "00000000A"}, "siteId": "s2", "ranAddress": "10.2.0.1"}, http.StatusCreated), &cell)
+
+	connect := func(host, site string) *wsAgent {
+		a, _, err := s.dialAgent(s.token(host, "agent"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := hello(host, site)
+		h["probeAddr"] = ":862" // mecorch fills in the address it sees
+		a.send("hello", 1, h)
+		a.next("welcome")
+		return a
+	}
+	type plan struct {
+		Targets    []struct{ ID, Kind, Addr string } `json:"targets"`
+		IntervalMs int64                             `json:"intervalMs"`
+		WindowMs   int64                             `json:"windowMs"`
+	}
+	// planWith reads plans until one names every target in want.
+	planWith := func(a *wsAgent, want ...string) plan {
+		t.Helper()
+		for {
+			var p plan
+			_ = json.Unmarshal(a.next("probePlan").Body, &p)
+			got := map[string]string{}
+			for _, tg := range p.Targets {
+				got[tg.Kind+"/"+tg.ID] = tg.Addr
+			}
+			ok := true
+			for _, w := range want {
+				ok = ok && got[w] != ""
+			}
+			if ok {
+				return p
+			}
+		}
+	}
+	a1 := connect("h1", "s1")
+	p := planWith(a1, "cell/"+cell.ID)
+	if p.IntervalMs <= 0 || p.WindowMs <= 0 {
+		t.Fatalf("plan %+v", p)
+	}
+	for _, tg := range p.Targets {
+		if tg.ID == cell.ID && tg.Addr != "10.2.0.1:862" {
+			t.Errorf("cell target %+v: want the RAN address and the STAMP port", tg)
+		}
+	}
+	connect("h2", "s2")
+	p = planWith(a1, "host/h2", "cell/"+cell.ID)
+	for _, tg := range p.Targets {
+		if tg.ID == "h2" && tg.Addr != "127.0.0.1:862" {
+			t.Errorf("peer target %+v: want the address h2 connects from, with its port", tg)
+		}
+		if tg.ID == "h1" {
+			t.Errorf("h1 is told to probe itself: %+v", p)
+		}
+	}
+
+	now := time.Now().UTC()
+	stats := func(p50 time.Duration) map[string]any {
+		return map[string]any{"sent": 100, "lost": 1, "loss": 0.01, "minNs": p50 - 100_000, "p50Ns": p50, "p95Ns": p50 + 200_000,
+			"p99Ns": p50 + 300_000, "jitterNs": 20_000, "source": "kernel", "from": now.Add(-10 * time.Second), "to": now}
+	}
+	a1.send("rtt", 2, map[string]any{"results": []any{
+		map[string]any{"target": cell.ID, "kind": "cell", "stats": stats(3 * time.Millisecond)},
+		map[string]any{"target": "h2", "kind": "host", "stats": stats(8 * time.Millisecond)},
+	}})
+	var e struct {
+		RTTNs     int64    `json:"rttNs"`
+		Quality   string   `json:"quality"`
+		Reporters []string `json:"reporters"`
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for e.Quality != "measured" && time.Now().Before(deadline) {
+		_ = json.Unmarshal(s.must("GET", "/api/v1/rtt/cell_site/"+cell.ID+"/s1", nil, http.StatusOK), &e)
+		time.Sleep(20 * time.Millisecond)
+	}
+	if e.Quality != "measured" || e.RTTNs != 3_000_000 || len(e.Reporters) != 1 || e.Reporters[0] != "h1" {
+		t.Fatalf("cell–site entry %+v", e)
+	}
+	_ = json.Unmarshal(s.must("GET", "/api/v1/rtt/site_site/s2/s1", nil, http.StatusOK), &e)
+	if e.Quality != "measured" || e.RTTNs != 8_000_000 {
+		t.Fatalf("site–site entry %+v", e)
+	}
+	// The cell seen from its own site is not measured: nobody probed it
+	// from s2, and there is no estimate to offer either.
+	_ = json.Unmarshal(s.must("GET", "/api/v1/rtt/cell_site/"+cell.ID+"/s2", nil, http.StatusOK), &e)
+	if e.Quality == "measured" {
+		t.Fatalf("an unprobed pair is measured: %+v", e)
+	}
+	var m struct {
+		FreshNs int64 `json:"freshNs"`
+		Entries []struct {
+			Kind, A, B string
+		} `json:"entries"`
+	}
+	_ = json.Unmarshal(s.must("GET", "/api/v1/rtt?kind=cellSite", nil, http.StatusOK), &m)
+	if m.FreshNs <= 0 || len(m.Entries) != 1 || m.Entries[0].A != cell.ID || m.Entries[0].B != "s1" {
+		t.Fatalf("map filtered to cellSite: %+v", m)
+	}
+	var hist []struct {
+		Host  string `json:"host"`
+		Stats struct {
+			P50Ns int64 `json:"p50Ns"`
+		} `json:"stats"`
+	}
+	_ = json.Unmarshal(s.must("GET", "/api/v1/rtt/site_site/s2/s1/history", nil, http.StatusOK), &hist)
+	if len(hist) != 1 || hist[0].Host != "h1" || hist[0].Stats.P50Ns != 8_000_000 {
+		t.Fatalf("history %+v", hist)
+	}
+	var served plan
+	_ = json.Unmarshal(s.must("GET", "/api/v1/rtt/plans/h1", nil, http.StatusOK), &served)
+	if len(served.Targets) != len(p.Targets) {
+		t.Errorf("served plan %+v, sent %+v", served, p)
+	}
+	resp, body := s.do(adminToken, "GET", "/api/v1/rtt?colour=red", nil, "")
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), `"colour"`) {
+		t.Errorf("unknown query parameter: %d %s", resp.StatusCode, body)
+	}
+	if resp, _ := s.do(s.token("h1", "agent"), "GET", "/api/v1/rtt", nil, ""); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("an agent read the RTT map: %d", resp.StatusCode)
+	}
+}

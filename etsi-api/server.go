@@ -23,12 +23,15 @@ import (
 	"github.com/mecorch/mecorch/etsi-api/notify"
 	"github.com/mecorch/mecorch/etsi-api/operator"
 	"github.com/mecorch/mecorch/etsi-api/problem"
+	"github.com/mecorch/mecorch/etsi-api/rttapi"
 	"github.com/mecorch/mecorch/mec"
 	"github.com/mecorch/mecorch/mec/catalog"
 	"github.com/mecorch/mecorch/mec/health"
 	"github.com/mecorch/mecorch/mec/inventory"
 	"github.com/mecorch/mecorch/mec/lifecycle"
 	"github.com/mecorch/mecorch/mec/placement"
+	"github.com/mecorch/mecorch/mec/rtt"
+	"github.com/mecorch/mecorch/mec/slawatch"
 	"github.com/mecorch/mecorch/mec/uectx"
 )
 
@@ -51,6 +54,22 @@ type Config struct {
 	Health health.Config
 	// Agents tunes the agent channel; its HeartbeatInterval is Health's.
 	Agents agenthub.Config
+	// Latency tunes latency measurement, latency-aware placement and the
+	// SLA watch; zero fields take their packages' defaults.
+	Latency LatencyConfig
+}
+
+// LatencyConfig gathers the latency parts of Config.
+type LatencyConfig struct {
+	// Probes plans the agents' STAMP probes and keeps the RTT map.
+	Probes rtt.Config
+	// Radio is the radio latency per cell technology that placement adds
+	// to half the measured RTT (placement.DefaultRadioNR, …EUTRA when
+	// absent).
+	Radio map[mec.RAT]time.Duration
+	// SLA tunes the watch that re-places instances whose latency breaks
+	// their bound.
+	SLA slawatch.Config
 }
 
 // Server is mecorch's API server.
@@ -67,6 +86,8 @@ type Server struct {
 	alarms     *health.Alarms
 	monitor    *health.Monitor
 	hub        *agenthub.Hub
+	rtt        *rtt.Service
+	sla        *slawatch.Watch
 }
 
 // New wires the services and the HTTP handlers over store. Metrics are
@@ -87,8 +108,17 @@ func New(cfg Config, store mec.Store, clock mec.Clock, log *slog.Logger, reg *pr
 	if err != nil {
 		return nil, err
 	}
-	engine, err := placement.New(placement.WithReadyHold(placement.DefaultFilters(), cfg.Health.PlacementHold(), clock),
-		placement.DefaultScores(), placement.Options{Clock: clock})
+	// Placement ranks by the latency the agents measure: the RTT map is
+	// the engine's, and a winner that rests on estimates is measured
+	// directly next.
+	if err := cfg.Latency.Probes.Validate(); err != nil {
+		return nil, err
+	}
+	s.rtt = rtt.New(cfg.Latency.Probes, store, clock, log)
+	latency := placement.LatencyConfig{Map: s.rtt.Map(), Radio: cfg.Latency.Radio, Measure: s.rtt.Measure}
+	filters, scores := placement.WithLatency(placement.WithReadyHold(placement.DefaultFilters(), cfg.Health.PlacementHold(), clock),
+		placement.DefaultScores(), latency)
+	engine, err := placement.New(filters, scores, placement.Options{Clock: clock})
 	if err != nil {
 		return nil, err
 	}
@@ -117,10 +147,15 @@ func New(cfg Config, store mec.Store, clock mec.Clock, log *slog.Logger, reg *pr
 	if s.monitor, err = health.New(cfg.Health, store, s.lifecycle, s.alarms, clock, log); err != nil {
 		return nil, err
 	}
+	if s.sla, err = slawatch.New(cfg.Latency.SLA, slawatch.Deps{Store: store, Lifecycle: s.lifecycle, Alarms: s.alarms,
+		Latency: latency, Clock: clock, Log: log}); err != nil {
+		return nil, err
+	}
 	pkgm := apppkgm.New(apppkgm.Config{BaseURL: cfg.BaseURL}, s.catalog, store, clock, log)
 	lcm := applcm.New(applcm.Config{BaseURL: cfg.BaseURL}, s.lifecycle, store, clock, log)
 	agentsCfg := cfg.Agents
 	agentsCfg.HeartbeatInterval = s.monitor.Config().HeartbeatInterval
+	agentsCfg.RTT = s.rtt
 	s.hub = agenthub.New(agentsCfg, s.lifecycle, inv, a, s.alarms, clock, log, reg)
 	events.sinks = append(events.sinks, s.hub)
 	s.dispatcher.notifiers = []notifier{notifierOf(pkgm.Notifications), notifierOf(lcm.Notifications)}
@@ -139,6 +174,8 @@ func New(cfg Config, store mec.Store, clock mec.Clock, log *slog.Logger, reg *pr
 	mux.Handle("/api/v1/", operatorOnly(operator.NewHandler(inv, log, operator.WithAlarms(s.alarms), operator.WithUEs(uectx.New(store, clock, log)))))
 	agentAPI{lc: s.lifecycle, catalog: s.catalog, auth: a, imageSlots: make(chan struct{}, maxImageDownloads)}.routes(mux)
 	s.hub.Routes(mux)
+	rttapi.New(s.rtt).Routes(mux, operatorOnly)
+	mux.Handle("GET /api/v1/app_instances/{instanceId}/placement", operatorOnly(placementHandler(s.lifecycle)))
 	mux.Handle("/app_pkgm/v1/", providers(pkgm))
 	mux.Handle("/app_lcm/v1/", providers(lcm))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -170,7 +207,9 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	s.recoverUploads(ctx)
 	var wg sync.WaitGroup
-	wg.Add(4)
+	wg.Add(6)
+	go func() { defer wg.Done(); _ = s.rtt.Run(ctx) }()
+	go func() { defer wg.Done(); _ = s.sla.Run(ctx) }()
 	go func() { defer wg.Done(); _ = s.sender.Run(ctx) }()
 	go func() { defer wg.Done(); _ = s.dispatcher.Run(ctx) }()
 	go func() { defer wg.Done(); _ = s.monitor.Run(ctx) }()

@@ -60,6 +60,13 @@ func TestMain(m *testing.M) {
 // upThreeSite brings lab/mec-3site.clab.yml up with state, store and token
 // in temp dirs, and tears it down at the end, checking nothing is left.
 func upThreeSite(t *testing.T) (*runner.Lab, *topology.Topology) {
+	return upLab(t, "mec-3site.clab.yml", "orchestrator", "edge1", "upf", "gnb1", "ue1", "dn")
+}
+
+// upLab brings a lab file up with state, store and token in temp dirs, and
+// tears it down at the end, checking nothing is left. When the test failed,
+// the tails of the logs of logNodes are shown.
+func upLab(t *testing.T, file string, logNodes ...string) (*runner.Lab, *topology.Topology) {
 	t.Helper()
 	dir := t.TempDir()
 	if err := os.Chmod(filepath.Dir(dir), 0o711); err != nil {
@@ -72,7 +79,7 @@ func upThreeSite(t *testing.T) (*runner.Lab, *topology.Topology) {
 	t.Setenv("MECORCH_ADMIN_TOKEN", "lab-test-admin-token-0123456789")
 	t.Setenv("MECORCH_LAB_TOKEN_FILE", tokenFile)
 	t.Setenv("MECORCH_LAB_STORE", filepath.Join(dir, "store"))
-	topo, err := topology.Load("mec-3site.clab.yml")
+	topo, err := topology.Load(file)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +95,7 @@ func upThreeSite(t *testing.T) (*runner.Lab, *topology.Topology) {
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
-			for _, n := range []string{"orchestrator", "edge1", "upf", "gnb1", "ue1", "dn"} {
+			for _, n := range logNodes {
 				data, _ := os.ReadFile(lab.LogPath(n))
 				if len(data) > 3000 {
 					data = data[len(data)-3000:]

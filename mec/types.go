@@ -286,6 +286,12 @@ type PlacementConstraints struct {
 	// SpreadKey groups replicas that should land on different sites; by
 	// default the AppD ID.
 	SpreadKey string `json:"spreadKey,omitempty"`
+	// Cells are the cells the instance must serve (mecorch's extension);
+	// none named means the cells where the UEs are.
+	Cells []string `json:"cells,omitempty"`
+	// MaxLatencyNs is the one-way latency bound towards the served cells,
+	// radio included: the AppD's appLatency.maxLatency, 0 for none.
+	MaxLatencyNs int64 `json:"maxLatencyNs,omitempty"`
 }
 
 // Decision records why a placement chose what it chose.
@@ -305,6 +311,27 @@ type ScoredHost struct {
 	HostID string             `json:"hostId"`
 	Total  float64            `json:"total"`
 	Scores map[string]float64 `json:"scores,omitempty"`
+	// Latency is what placement knew of the host's latency to the cells
+	// the instance serves; nil when the request had no latency bound and
+	// no cells to serve.
+	Latency *LatencyInfo `json:"latency,omitempty"`
+	// Why says, in a sentence, why the candidate won or what it lost on
+	// against the winner.
+	Why string `json:"why,omitempty"`
+}
+
+// LatencyInfo is one candidate's latency towards the served cells: one-way,
+// half the RTT plus the cell's radio latency.
+type LatencyInfo struct {
+	// MeanNs is the mean over the served cells weighted by their UE load.
+	MeanNs int64 `json:"meanNs"`
+	// WorstNs and WorstCell are the served cell furthest away.
+	WorstNs   int64  `json:"worstNs"`
+	WorstCell string `json:"worstCell,omitempty"`
+	// Cells is how many served cells were looked at; Estimated how many
+	// of them were estimates rather than measurements.
+	Cells     int `json:"cells"`
+	Estimated int `json:"estimated,omitempty"`
 }
 
 // LCM operation types and states (MEC 010-2 6.2.2.13).

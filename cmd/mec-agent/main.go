@@ -51,7 +51,7 @@ type flags struct {
 	clientID, secretFile, tokenFile, caFile     string
 	stateDir, bridge, subnet, netnsDir, nsPrefx string
 	cgroup, restart, labels, sctpLocal, level   string
-	runAs                                       string
+	runAs, stampListen, stampMode               string
 	cpu, memory, storage                        int64
 	offlineGrace, resync                        time.Duration
 	logMax                                      int64
@@ -79,6 +79,8 @@ func parse(args []string, stderr io.Writer) (flags, error) {
 	fs.StringVar(&f.runAs, "run-as", "nobody", "the user instances run as (no capabilities; they may bind low ports in their own namespace only); root runs them as root")
 	fs.StringVar(&f.labels, "labels", "", "host labels, k=v,k=v")
 	fs.StringVar(&f.sctpLocal, "sctp-local", "", "comma-separated local addresses an sctp:// association binds (multi-homing)")
+	fs.StringVar(&f.stampListen, "stamp-listen", ":862", "where the STAMP reflector answers mecorch's latency probes (RFC 8762); \"off\" disables probing")
+	fs.StringVar(&f.stampMode, "stamp-mode", "auto", "probe timestamps: auto (kernel stamps, user space only where the kernel has none) or user")
 	fs.StringVar(&f.level, "log-level", "info", "debug, info, warn or error")
 	fs.Int64Var(&f.cpu, "capacity-cpu", 0, "milli-CPUs offered to instances (default: every CPU of the machine)")
 	fs.Int64Var(&f.memory, "capacity-memory", 0, "MiB of memory offered (default: the machine's total less 10%)")
@@ -94,6 +96,9 @@ func parse(args []string, stderr io.Writer) (flags, error) {
 		if v == "" {
 			missing = append(missing, name)
 		}
+	}
+	if f.stampMode != "auto" && f.stampMode != "user" {
+		return f, fmt.Errorf("--stamp-mode %q: want auto or user", f.stampMode)
 	}
 	if f.clientID == "" && f.tokenFile == "" {
 		missing = append(missing, "--client-id (or --token-file)")
@@ -185,8 +190,20 @@ func run(args []string, stderr io.Writer) error {
 		}
 		local = append(local, a)
 	}
-	ch, err := agentclient.New(agentclient.Config{URL: wsURL, HostID: f.hostID, SiteID: f.site, AgentVersion: version,
-		Capacity: capacity, Labels: labels, TLS: tlsCfg, SCTPLocal: local, Logger: log}, ag, tokens)
+	chCfg := agentclient.Config{URL: wsURL, HostID: f.hostID, SiteID: f.site, AgentVersion: version,
+		Capacity: capacity, Labels: labels, TLS: tlsCfg, SCTPLocal: local, Logger: log}
+	var prober *agent.Prober
+	if f.stampListen != "off" {
+		// Probing is an extra: an agent that cannot bind its reflector
+		// still runs its instances, and mecorch simply does not probe it.
+		prober, err = agent.NewProber(agent.ProberConfig{Listen: f.stampListen, Mode: f.stampMode, Logger: log})
+		if err != nil {
+			log.Error("latency probing disabled", "err", err)
+		} else {
+			chCfg.Prober = prober
+		}
+	}
+	ch, err := agentclient.New(chCfg, ag, tokens)
 	if err != nil {
 		return err
 	}
@@ -199,6 +216,10 @@ func run(args []string, stderr io.Writer) error {
 	wg.Add(2)
 	go func() { defer wg.Done(); _ = ag.Run(ctx) }()
 	go func() { defer wg.Done(); _ = ch.Run(ctx) }()
+	if prober != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = prober.Run(ctx) }()
+	}
 	wg.Wait()
 	// The instances keep running: an agent stopped for an upgrade must not
 	// take its apps down with it.

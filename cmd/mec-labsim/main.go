@@ -6,6 +6,11 @@
 //	mec-labsim upf --session ue=10.45.0.2,ulteid=0x100,dlteid=0x200,qfi=9 [--n3 :2152] [--n6-addr IP]
 //	mec-labsim gnb --cell 262-01-0000000a1 --upf 10.62.0.2 --session … [--radio :9000] [--n3 :2152]
 //	mec-labsim ue  --addr 10.45.0.2 --gnb 10.61.0.11 --dn 10.63.0.3:7 [--handover-to … --handover-cell …]
+//	mec-labsim stamp-probe --target 10.61.0.11:862 [--interval 100ms] [--count N] [--mode auto|user] [--json]
+//	mec-labsim burn [--threads N]
+//
+// gnb --stamp-listen ADDR also answers STAMP probes (as RAN nodes with a
+// TWAMP-light reflector do).
 //
 // Logs go to stderr; stdout gets JSON lines (the UE's latency reports,
 // the others' counters).
@@ -35,6 +40,8 @@ usage:
   mec-labsim upf [flags]   UPF: GTP-U on N3, decapsulates towards the DN, encapsulates the answers
   mec-labsim gnb [flags]   gNB: UEs' radio socket ⇄ GTP-U tunnels to the UPF
   mec-labsim ue  [flags]   UE: request/response traffic, latency and loss as JSON lines, handover
+  mec-labsim stamp-probe [flags]  STAMP (RFC 8762) sender: RTT samples or a summary
+  mec-labsim burn [flags]  keep CPUs busy (for load tests)
 
 mec-labsim <subcommand> -h lists a subcommand's flags.
 `
@@ -49,6 +56,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	cmds := map[string]func(context.Context, []string, io.Writer, io.Writer) error{
 		"dn": runDN, "upf": runUPF, "gnb": runGNB, "ue": runUE,
+		"stamp-probe": runStampProbe, "burn": runBurn,
 	}
 	switch args[0] {
 	case "-h", "--help", "help":
@@ -87,6 +95,8 @@ func usageErr(format string, a ...any) error {
 type common struct {
 	logLevel string
 	stats    time.Duration
+	// stampListen (gnb only): also answer STAMP probes there.
+	stampListen string
 }
 
 func newFlagSet(name string, stderr io.Writer, c *common, withStats bool) *flag.FlagSet {

@@ -88,6 +88,7 @@ func parseGNB(args []string, stderr io.Writer) (ransim.GNBConfig, common, error)
 	fs.StringVar(&cfg.N3Addr, "n3", ":2152", "local GTP-U address")
 	fs.StringVar(&cfg.UPFAddr, "upf", "", "the UPF's N3 address, host[:port] (port 2152 by default; required)")
 	fs.Var(&sessions, "session", "a PDU session, repeatable, as for upf: ue=IP,ulteid=TEID[,dlteid=TEID][,qfi=N]")
+	fs.StringVar(&c.stampListen, "stamp-listen", "", "also run a STAMP reflector on this UDP address, e.g. :862")
 	if err := parse(fs, args); err != nil {
 		return cfg, c, err
 	}
@@ -110,6 +111,13 @@ func runGNB(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	g, err := ransim.NewGNB(cfg, log)
 	if err != nil {
 		return err
+	}
+	if c.stampListen != "" {
+		stop, err := startReflector(ctx, c.stampListen, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	return serve(ctx, g, c.stats, stdout, "gnb_stats", cfg.Name, func() any { return g.Stats() })
 }

@@ -31,6 +31,8 @@ import (
 	"github.com/mecorch/mecorch/etsi-api/agentwire"
 	"github.com/mecorch/mecorch/mec"
 	"github.com/mecorch/mecorch/mec/health"
+	"github.com/mecorch/mecorch/mec/rtt"
+	"github.com/mecorch/mecorch/mec/slawatch"
 	"github.com/mecorch/mecorch/mec/store/boltstore"
 	"github.com/mecorch/mecorch/mec/store/pgstore"
 )
@@ -82,8 +84,27 @@ func serve(args []string, stderr io.Writer) error {
 	moveCooldown := fs.Duration("move-cooldown", health.DefaultMoveCooldown, "an instance moved off a failed host stays where it went for at least this long")
 	readyHold := fs.Duration("ready-hold", health.DefaultReadyHold, "a host back from NotReady gets no new placements until it has been Ready this long")
 	sctpListen := fs.String("agent-sctp-listen", "", "serve agents over multi-homed SCTP too: comma-separated local addresses and a port, e.g. 10.0.0.1,10.1.0.1:38472")
+	probeInterval := fs.Duration("probe-interval", 100*time.Millisecond, "time between two STAMP probes of one target by an agent")
+	rttWindow := fs.Duration("rtt-window", 10*time.Second, "the window each agent's RTT report sums up (min, percentiles, jitter, loss)")
+	rttFresh := fs.Duration("rtt-fresh", 0, "a measurement whose window ended longer ago is stale and not used (default 3 windows)")
+	probeTargets := fs.Int("probe-targets", 16, "the most targets one agent probes; the RTT map estimates the pairs nobody probes")
+	cellPort := fs.Int("cell-stamp-port", 862, "the STAMP port of cells' RAN addresses")
+	radio := fs.String("radio-latency", "NR=1ms,EUTRA=4ms", "one-way radio latency per cell technology, added to half the measured RTT")
+	slaInterval := fs.Duration("sla-interval", 30*time.Second, "how often placed instances' latency is checked against their bound (at least --rtt-window)")
+	slaBreach := fs.Int("sla-breach-windows", 3, "checks in a row over the bound before an instance is alarmed and moved")
+	slaClear := fs.Int("sla-clear-windows", 3, "checks in a row within the bound before the alarm clears")
+	slaCooldown := fs.Duration("sla-move-cooldown", 10*time.Minute, "an instance moved for latency stays where it went at least this long")
+	slaPerHour := fs.Int("sla-moves-per-hour", 2, "the most latency moves of one instance per hour")
+	slaImprove := fs.Bool("sla-improve", false, "also move instances within their bound when another host is much nearer (see docs/latency.md)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	radioLatency, err := parseRadio(*radio)
+	if err != nil {
+		return err
+	}
+	if *slaInterval < *rttWindow {
+		return fmt.Errorf("--sla-interval %v is shorter than --rtt-window %v: the watch would count one window several times", *slaInterval, *rttWindow)
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
@@ -137,6 +158,12 @@ func serve(args []string, stderr io.Writer) error {
 		Health: health.Config{HeartbeatInterval: *heartbeat, MissedHeartbeats: *missed, ReplaceAfter: *replaceAfter,
 			MoveCooldown: *moveCooldown, ReadyHold: *readyHold},
 		Agents: agenthub.Config{ServerVersion: version},
+		Latency: etsiapi.LatencyConfig{
+			Probes: rtt.Config{Interval: *probeInterval, Window: *rttWindow, Fresh: *rttFresh, MaxTargets: *probeTargets, CellPort: *cellPort},
+			Radio:  radioLatency,
+			SLA: slawatch.Config{Interval: *slaInterval, BreachWindows: *slaBreach, ClearWindows: *slaClear,
+				MoveCooldown: *slaCooldown, MaxMovesPerHour: *slaPerHour, Improve: *slaImprove},
+		},
 	}, store, time.Now, log, reg)
 	if err != nil {
 		return err
@@ -190,6 +217,23 @@ func serve(args []string, stderr io.Writer) error {
 	case <-sctx.Done():
 	}
 	return failed
+}
+
+// parseRadio reads --radio-latency: RAT=duration pairs.
+func parseRadio(arg string) (map[mec.RAT]time.Duration, error) {
+	out := map[mec.RAT]time.Duration{}
+	for _, kv := range strings.Split(arg, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
+		d, err := time.ParseDuration(v)
+		switch {
+		case !ok || (mec.RAT(k) != mec.RATNR && mec.RAT(k) != mec.RATEUTRA):
+			return nil, fmt.Errorf("--radio-latency %q: want NR=<duration>,EUTRA=<duration>", arg)
+		case err != nil || d < 0 || d > time.Second:
+			return nil, fmt.Errorf("--radio-latency %q: %s needs a duration from 0 to 1s", arg, k)
+		}
+		out[mec.RAT(k)] = d
+	}
+	return out, nil
 }
 
 // version is mecorch's version, told to agents in their welcome.

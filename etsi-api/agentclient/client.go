@@ -48,7 +48,22 @@ type Config struct {
 	PathsEvery time.Duration
 	// StatusEvery re-sends the report even when unchanged, carrying usage.
 	StatusEvery time.Duration
-	Logger      *slog.Logger
+	// Prober, when set, runs the host's STAMP probes: the hello
+	// advertises its reflector, mecorch's probe plans go to it, and its
+	// windows are sent as RTT reports. Nil: the host is not probed and
+	// mecorch sends it no plan.
+	Prober Prober
+	Logger *slog.Logger
+}
+
+// Prober is the agent's latency probing as the channel sees it
+// (mec/agent.Prober).
+type Prober interface {
+	// Addr is the reflector's address for the hello's probeAddr.
+	Addr() string
+	SetPlan(agentproto.ProbePlan)
+	// Results delivers the windows to report.
+	Results() <-chan []agentproto.RTTResult
 }
 
 // Client runs the channel.
@@ -187,6 +202,11 @@ func (c *Client) session(ctx context.Context) error {
 	if strings.HasPrefix(c.cfg.URL, "sctp://") {
 		hello.Token = token
 	}
+	var rtt <-chan []agentproto.RTTResult
+	if c.cfg.Prober != nil {
+		hello.ProbeAddr = c.cfg.Prober.Addr()
+		rtt = c.cfg.Prober.Results()
+	}
 	if err := send(agentproto.TypeHello, 0, hello); err != nil {
 		return err
 	}
@@ -249,6 +269,8 @@ func (c *Client) session(ctx context.Context) error {
 			if ps := conn.Paths(); ps != nil {
 				err = send(agentproto.TypePaths, 0, agentproto.Paths{Paths: ps})
 			}
+		case res := <-rtt:
+			err = send(agentproto.TypeRTT, 0, agentproto.RTTReport{Results: res})
 		}
 		if err != nil {
 			return err
@@ -291,6 +313,18 @@ func (c *Client) read(ctx context.Context, conn agentwire.Conn, send func(string
 			}
 			if err := send(agentproto.TypeLogs, f.Seq, out); err != nil {
 				return err
+			}
+		case agentproto.TypeProbePlan:
+			// A plan this agent cannot take is not worth its session:
+			// the desired state matters more than the probes, which
+			// keep to the last plan taken.
+			var plan agentproto.ProbePlan
+			if err := agentproto.DecodeBody(f, &plan); err != nil {
+				c.log.Error("ignoring a probe plan from mecorch", "err", err)
+				continue
+			}
+			if c.cfg.Prober != nil {
+				c.cfg.Prober.SetPlan(plan)
 			}
 		case agentproto.TypeError:
 			var e agentproto.Error

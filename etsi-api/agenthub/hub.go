@@ -25,6 +25,7 @@ import (
 	"github.com/mecorch/mecorch/mec/health"
 	"github.com/mecorch/mecorch/mec/inventory"
 	"github.com/mecorch/mecorch/mec/lifecycle"
+	"github.com/mecorch/mecorch/mec/rtt"
 )
 
 // Config tunes the hub.
@@ -39,6 +40,10 @@ type Config struct {
 	// PingInterval and PongWait are the websocket keepalive.
 	PingInterval, PongWait time.Duration
 	ServerVersion          string
+	// RTT, when set, plans the agents' STAMP probes and takes their RTT
+	// reports into its map. Agents that advertise no reflector get no
+	// plan.
+	RTT *rtt.Service
 }
 
 // Hub holds the agents' sessions.
@@ -82,6 +87,15 @@ func New(cfg Config, lc *lifecycle.Service, inv *inventory.Service, a *auth.Auth
 	}
 	reg.MustRegister(h.connected, h.refused)
 	h.base, h.stop = context.WithCancel(context.Background())
+	if cfg.RTT != nil {
+		// New plans (the rotation moved on, a placement asked for a
+		// direct measurement) go out with the next push of each session.
+		cfg.RTT.OnChange(func() {
+			for _, s := range h.all() {
+				s.poke()
+			}
+		})
+	}
 	return h
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -30,6 +31,7 @@ type session struct {
 	mu         sync.Mutex
 	seq        uint64
 	sentGen    int64
+	sentPlan   *agentproto.ProbePlan
 	lastBeat   time.Time
 	paths      []agentproto.Path
 	lastReport *agentproto.Report
@@ -136,6 +138,23 @@ func (h *Hub) serve(ctx context.Context, c agentwire.Conn, p *auth.Principal) {
 	}
 	if err := h.lc.Heartbeat(ctx, s.hostID); err != nil {
 		h.log.Error("record agent heartbeat", "host", s.hostID, "err", err)
+	}
+	if s.probes() {
+		if err := h.cfg.RTT.Connected(ctx, s.hostID, hello.ProbeAddr, c.RemoteAddr()); err != nil {
+			h.log.Warn("the agent's STAMP reflector cannot be probed", "host", s.hostID, "probeAddr", hello.ProbeAddr, "err", err)
+		}
+	}
+	if s.probes() {
+		defer func() {
+			if cur := h.session(s.hostID); cur != nil && cur != s {
+				return // a newer session of the host said where it is
+			}
+			cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer ccancel()
+			if err := h.cfg.RTT.Disconnected(cctx, s.hostID); err != nil {
+				h.log.Warn("forget the agent's STAMP reflector", "host", s.hostID, "err", err)
+			}
+		}()
 	}
 	s.poke()
 	done := make(chan struct{})
@@ -246,16 +265,51 @@ func (s *session) push(ctx context.Context) {
 		s.mu.Lock()
 		same := ds.Generation == s.sentGen
 		s.mu.Unlock()
-		if same {
-			continue
+		if !same {
+			if err := s.send(ctx, agentproto.TypeDesired, 0, ds); err != nil {
+				return
+			}
+			s.mu.Lock()
+			s.sentGen = ds.Generation
+			s.mu.Unlock()
 		}
-		if err := s.send(ctx, agentproto.TypeDesired, 0, ds); err != nil {
+		// The plan goes after the desired state: probes must never stand
+		// between a host and its work.
+		if err := s.pushPlan(ctx); err != nil {
 			return
 		}
-		s.mu.Lock()
-		s.sentGen = ds.Generation
-		s.mu.Unlock()
 	}
+}
+
+// probes tells whether the session's agent takes probe plans: mecorch
+// plans probes and the agent advertised a reflector (an older agent, which
+// would not know the frame, does not).
+func (s *session) probes() bool { return s.hub.cfg.RTT != nil && s.hello.ProbeAddr != "" }
+
+// pushPlan sends the host's probe plan when it differs from the last one
+// sent.
+func (s *session) pushPlan(ctx context.Context) error {
+	if !s.probes() {
+		return nil
+	}
+	plan := s.hub.cfg.RTT.Plan(s.hostID)
+	s.mu.Lock()
+	same := s.sentPlan != nil && samePlan(*s.sentPlan, plan)
+	s.mu.Unlock()
+	if same {
+		return nil
+	}
+	if err := s.send(ctx, agentproto.TypeProbePlan, 0, plan); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.sentPlan = &plan
+	s.mu.Unlock()
+	return nil
+}
+
+func samePlan(a, b agentproto.ProbePlan) bool {
+	return a.IntervalMs == b.IntervalMs && a.WindowMs == b.WindowMs && slices.Equal(a.Targets, b.Targets)
 }
 
 // read handles the agent's frames until the connection fails or the agent
@@ -324,6 +378,18 @@ func (s *session) read(ctx context.Context) {
 				return
 			}
 			s.notePaths(ctx, ps.Paths)
+		case agentproto.TypeRTT:
+			// Measurements are dropped when wrong (a stepped clock, an
+			// odd reflector), never worth the session that carries the
+			// host's desired state.
+			var r agentproto.RTTReport
+			if err := agentproto.DecodeBody(f, &r); err != nil {
+				h.log.Warn("dropping an RTT report", "host", s.hostID, "err", err)
+				continue
+			}
+			if h.cfg.RTT != nil {
+				h.cfg.RTT.Report(s.hostID, r.Results)
+			}
 		case agentproto.TypeError:
 			var e agentproto.Error
 			_ = agentproto.DecodeBody(f, &e)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/mecorch/mecorch/etsi-api/auth"
 	"github.com/mecorch/mecorch/mec"
@@ -64,6 +65,10 @@ type instanceExtended struct {
 	Reserved      *mec.Resources            `json:"reserved,omitempty"`
 	Constraints   *mec.PlacementConstraints `json:"constraints,omitempty"`
 	Placement     *mec.Decision             `json:"placement,omitempty"`
+	// Moves counts the times mecorch re-placed the instance (off a failed
+	// host, or for its latency bound); LastMovedAt is the latest.
+	Moves       int        `json:"moves,omitempty"`
+	LastMovedAt *time.Time `json:"lastMovedAt,omitempty"`
 }
 
 // toInstanceInfo renders in; sites holds the sites by ID (for the location).
@@ -90,7 +95,7 @@ func toInstanceInfo(l links, in mec.AppInstance, sites map[string]mec.Site) inst
 	}
 	if in.HostID != "" || in.PendingOpID != "" || in.Placement != nil {
 		ext := &instanceExtended{HostID: in.HostID, SiteID: in.SiteID, DesiredState: in.DesiredState,
-			ObservedState: in.ObservedState, Placement: in.Placement}
+			ObservedState: in.ObservedState, Placement: in.Placement, Moves: in.Moves, LastMovedAt: in.LastMovedAt}
 		if in.PendingOpID != "" {
 			ext.PendingOpOcc = &link{l.opOcc(in.PendingOpID)}
 		}

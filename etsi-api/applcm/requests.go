@@ -331,6 +331,7 @@ func checkRings(rp *report, path string, rings [][][]float64) [][][2]float64 {
 func decodePlacementExt(ext *object, c *mec.PlacementConstraints) {
 	c.SiteIDs = idList(ext, "siteIds")
 	c.Zones = idList(ext, "zones")
+	c.Cells = idList(ext, "cells")
 	if lo := ext.obj("hostLabels"); lo != nil {
 		if len(lo.members) > maxListLen {
 			ext.rp.add(lo.path, "more than %d labels", maxListLen)

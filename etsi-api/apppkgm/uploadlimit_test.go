@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/http"
 	"testing"
+	"time"
 )
 
 // TestConcurrentUploadsBounded: while the one upload slot is taken by a
@@ -17,11 +18,21 @@ func TestConcurrentUploadsBounded(t *testing.T) {
 			first, second := e.createPkg(hash), e.createPkg(hash)
 
 			pr, pw := io.Pipe()
+			// A failing check below must not leave the first upload
+			// hanging, and the server's close with it.
+			defer pw.CloseWithError(io.ErrUnexpectedEOF)
 			req, _ := http.NewRequest("PUT", e.srv.URL+Prefix+"/onboarded_app_packages/"+first.ID+"/package_content", pr)
 			req.Header.Set("Content-Type", "application/zip")
+			// With Expect: 100-continue the client sends no body byte
+			// before the handler starts reading it, which it does only
+			// once it holds the upload slot: the first write below
+			// returns only then, however slow the machine.
+			req.Header.Set("Expect", "100-continue")
+			client := &http.Client{Transport: &http.Transport{ExpectContinueTimeout: time.Minute}}
+			defer client.CloseIdleConnections()
 			done := make(chan *http.Response, 1)
 			go func() {
-				resp, err := e.srv.Client().Do(req)
+				resp, err := client.Do(req)
 				if err != nil {
 					t.Error(err)
 					done <- nil

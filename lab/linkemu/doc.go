@@ -13,11 +13,13 @@
 // not reorder), and a sender
 // writes them to the other relay-side veth when they are due. Arrival is
 // the kernel's receive timestamp, so the reader's own scheduling latency
-// does not add to the delay; the sender waits on a timerfd and spins the
-// last few microseconds a wake-up usually overshoots by (see sleeper).
+// does not add to the delay; the sender waits on a timerfd and spins,
+// yielding, the last stretch that nearly all wake-ups overshoot by (see
+// sleeper).
 //
 // The relay is a user-space process: when the machine's processors are
-// busy, frames leave late. DirStats.MaxLate says by how much.
+// busy, frames leave late. DirStats.MaxLate and the distribution
+// DirStats.Late say by how much.
 //
 // Offloads (checksum, scatter-gather, TSO, GSO, GRO) are turned off on all
 // four veth ends: a relay that copies frames cannot pass on a 64 KiB GSO

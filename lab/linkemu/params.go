@@ -64,6 +64,9 @@ type DirStats struct {
 	// MaxLate is the longest a frame left after its due time: the
 	// relay's own error, which a busy machine makes grow.
 	MaxLate time.Duration
+	// Late is the distribution of that error over every frame relayed;
+	// Late.Sub of an earlier snapshot gives it over an interval.
+	Late Lateness
 }
 
 // Stats are both directions' counters since Start.
@@ -75,6 +78,7 @@ type Stats struct {
 type counters struct {
 	relayed, lost, queueDrops, errors atomic.Uint64
 	maxQueue, maxLate                 atomic.Int64
+	late                              lateCounter
 }
 
 func (c *counters) snapshot() DirStats {
@@ -85,5 +89,6 @@ func (c *counters) snapshot() DirStats {
 		Errors:     c.errors.Load(),
 		MaxQueue:   int(c.maxQueue.Load()),
 		MaxLate:    time.Duration(c.maxLate.Load()),
+		Late:       c.late.snapshot(),
 	}
 }

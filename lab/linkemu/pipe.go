@@ -193,8 +193,10 @@ func (p *pipe) transmit() {
 		if !ok || !p.sleep.until(f.due) {
 			return
 		}
-		if late := int64(time.Since(f.due)); late > p.counts.maxLate.Load() {
-			p.counts.maxLate.Store(late)
+		late := time.Since(f.due)
+		p.counts.late.add(late)
+		if int64(late) > p.counts.maxLate.Load() {
+			p.counts.maxLate.Store(int64(late))
 		}
 		if err := p.out.send(f.data); err != nil {
 			p.counts.errors.Add(1)

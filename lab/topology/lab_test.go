@@ -271,3 +271,30 @@ topology:
 		t.Errorf("got\n%s\nwant\n%s", got, want)
 	}
 }
+
+// TestEveryLabFileLoadsAndMatchesContainerlabSchema: each topology in lab/
+// is one our runner realizes and containerlab accepts.
+func TestEveryLabFileLoadsAndMatchesContainerlabSchema(t *testing.T) {
+	s := clabSchema(t)
+	files, err := filepath.Glob(filepath.Join("..", "*.clab.yml"))
+	if err != nil || len(files) < 2 {
+		t.Fatalf("lab files %v, %v", files, err)
+	}
+	for _, f := range files {
+		top, err := Load(f)
+		if err != nil {
+			t.Errorf("%s: %v", f, err)
+			continue
+		}
+		if len(top.Warnings) != 0 {
+			t.Errorf("%s: warnings %v", f, top.WarningText())
+		}
+		src, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := schemaCheck(t, s, src); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+}

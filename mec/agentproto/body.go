@@ -7,10 +7,14 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net"
+	"net/netip"
 	"slices"
 	"strconv"
+	"time"
 	"unicode/utf8"
 
+	"github.com/mecorch/mecorch/latency"
 	"github.com/mecorch/mecorch/mec"
 )
 
@@ -69,6 +73,10 @@ func bodyTypeFor(v any) string {
 		return TypeLogs
 	case *Paths:
 		return TypePaths
+	case *ProbePlan:
+		return TypeProbePlan
+	case *RTTReport:
+		return TypeRTT
 	case *Error:
 		return TypeError
 	}
@@ -90,6 +98,9 @@ func validate(v any) error {
 				continue
 			}
 			c.maxLen("labels."+k, b.Labels[k], maxLabelValue)
+		}
+		if b.ProbeAddr != "" {
+			c.hostPort("probeAddr", b.ProbeAddr, true)
 		}
 		if len(b.Token) > maxTokenLen {
 			c.add("token", fmt.Sprintf("at most %d bytes", maxTokenLen)) // never the value
@@ -154,6 +165,38 @@ func validate(v any) error {
 			c.nonNegative(pp+".srttMicros", p.SRTTMicros)
 		}
 		return invalid(TypePaths, c.params)
+	case *ProbePlan:
+		if len(b.Targets) > MaxProbeTargets {
+			c.add("targets", fmt.Sprintf("at most %d targets", MaxProbeTargets))
+		}
+		seen := make(map[string]bool, len(b.Targets))
+		for i, t := range b.Targets {
+			p := "targets[" + strconv.Itoa(i) + "]"
+			c.oneOf(p+".kind", t.Kind, TargetHost, TargetCell)
+			c.id(p+".id", t.ID)
+			if key := t.Kind + "/" + t.ID; seen[key] {
+				c.add(p+".id", "the plan names this "+truncate(t.Kind, 8)+" twice")
+			} else {
+				seen[key] = true
+			}
+			c.hostPort(p+".addr", t.Addr, false)
+		}
+		if len(b.Targets) > 0 {
+			c.between("intervalMs", b.IntervalMs, MinProbeInterval.Milliseconds(), MaxProbeInterval.Milliseconds())
+			c.between("windowMs", b.WindowMs, MinProbeWindow.Milliseconds(), MaxProbeWindow.Milliseconds())
+		}
+		return invalid(TypeProbePlan, c.params)
+	case *RTTReport:
+		if len(b.Results) > MaxProbeTargets {
+			c.add("results", fmt.Sprintf("at most %d results", MaxProbeTargets))
+		}
+		for i, r := range b.Results {
+			p := "results[" + strconv.Itoa(i) + "]"
+			c.id(p+".target", r.Target)
+			c.oneOf(p+".kind", r.Kind, TargetHost, TargetCell)
+			c.stats(p+".stats", r.Stats)
+		}
+		return invalid(TypeRTT, c.params)
 	case *Error:
 		c.required("code", b.Code, maxCodeLen)
 		return invalid(TypeError, c.params)
@@ -233,3 +276,53 @@ func (c *checker) usage(path string, u *Usage) {
 	c.nonNegative(path+".milliCpu", u.MilliCPU)
 	c.nonNegative(path+".memoryBytes", u.MemoryBytes)
 }
+
+// hostPort checks an "ip:port" address; anyHost allows an empty host part.
+func (c *checker) hostPort(path, v string, anyHost bool) {
+	host, port, err := net.SplitHostPort(v)
+	if err != nil || len(v) > maxAddrLen {
+		c.add(path, "must be ip:port")
+		return
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		c.add(path, "the port must be from 1 to 65535")
+	}
+	if host == "" && anyHost {
+		return
+	}
+	if _, err := netip.ParseAddr(host); err != nil {
+		c.add(path, "the host must be an IP address")
+	}
+}
+
+func (c *checker) between(path string, v, lo, hi int64) {
+	if v < lo || v > hi {
+		c.add(path, fmt.Sprintf("must be from %d to %d", lo, hi))
+	}
+}
+
+// stats checks a window for what would poison the RTT map: negative or
+// out-of-order durations, counts that do not add up, an unknown source.
+func (c *checker) stats(path string, st latency.Stats) {
+	if st.Sent < 0 || st.Lost < 0 || st.Lost > st.Sent {
+		c.add(path+".lost", "sent and lost must satisfy 0 <= lost <= sent")
+	}
+	if st.Loss < 0 || st.Loss > 1 || st.Loss != st.Loss {
+		c.add(path+".loss", "must be from 0 to 1")
+	}
+	if st.Min < 0 || st.P50 < st.Min || st.P95 < st.P50 || st.P99 < st.P95 || st.P99 > maxRTT {
+		c.add(path, "must have 0 <= minNs <= p50Ns <= p95Ns <= p99Ns <= 60 s")
+	}
+	if st.Jitter < 0 || st.Jitter > maxRTT {
+		c.add(path+".jitterNs", "must be from 0 to 60 s")
+	}
+	if st.Received() > 0 {
+		c.oneOf(path+".source", string(st.Source), string(latency.SourceHardware), string(latency.SourceKernel), string(latency.SourceUser))
+	}
+	if st.From.IsZero() || st.To.Before(st.From) {
+		c.add(path+".to", "a window needs from <= to")
+	}
+}
+
+// maxRTT bounds a reported RTT: anything longer is a broken clock.
+const maxRTT = 60 * time.Second

@@ -12,9 +12,9 @@ import (
 // that may not travel towards it.
 func direction(typ string) (fromAgent, fromOrchestrator, known bool) {
 	switch typ {
-	case TypeHello, TypeStatus, TypeHeartbeat, TypeLogs, TypePaths:
+	case TypeHello, TypeStatus, TypeHeartbeat, TypeLogs, TypePaths, TypeRTT:
 		return true, false, true
-	case TypeWelcome, TypeDesired, TypeLogsRequest:
+	case TypeWelcome, TypeDesired, TypeLogsRequest, TypeProbePlan:
 		return false, true, true
 	case TypeError:
 		return true, true, true

@@ -121,6 +121,7 @@ func TestDirection(t *testing.T) {
 		{TypeHello, true, false}, {TypeWelcome, false, true}, {TypeDesired, false, true},
 		{TypeStatus, true, false}, {TypeHeartbeat, true, false}, {TypeLogsRequest, false, true},
 		{TypeLogs, true, false}, {TypePaths, true, false}, {TypeError, true, true}, {"reboot", false, false},
+		{TypeProbePlan, false, true}, {TypeRTT, true, false},
 	}
 	for _, tt := range tests {
 		if FromAgent(tt.typ) != tt.fromAgent || FromOrchestrator(tt.typ) != tt.fromMO {
@@ -193,6 +194,16 @@ func TestDecodeBody(t *testing.T) {
 		{"logs no instance", frame(TypeLogs, `{"data":"x"}`), &Logs{}, CodeBadFrame, []string{"instanceId"}},
 		{"paths ok", frame(TypePaths, `{"paths":[{"local":"10.0.0.1","remote":"10.0.1.1","state":"Active","srttMicros":900}]}`), &Paths{}, "", nil},
 		{"paths bad", frame(TypePaths, `{"paths":[{"local":"","remote":"r","state":"Up","srttMicros":-1}]}`), &Paths{}, CodeBadFrame, []string{"paths[0].local", "paths[0].state", "paths[0].srttMicros"}},
+		{"hello probeAddr any host", frame(TypeHello, `{"hostId":"h","siteId":"s","probeAddr":":862"}`), &Hello{}, "", nil},
+		{"hello probeAddr bad", frame(TypeHello, `{"hostId":"h","siteId":"s","probeAddr":"edge1:0"}`), &Hello{}, CodeBadFrame, []string{"probeAddr", "probeAddr"}},
+		{"probePlan ok", frame(TypeProbePlan, `{"targets":[{"id":"edge2","kind":"host","addr":"10.0.2.2:862"},{"id":"262-01-0000000a1","kind":"cell","addr":"[fd00::1]:862"}],"intervalMs":100,"windowMs":10000}`), &ProbePlan{}, "", nil},
+		{"probePlan empty stops", frame(TypeProbePlan, `{"targets":[]}`), &ProbePlan{}, "", nil},
+		{"probePlan bad", frame(TypeProbePlan, `{"targets":[{"id":"e","kind":"router","addr":"10.0.0.1"},{"id":"e","kind":"host","addr":"10.0.0.1:862"},{"id":"e","kind":"host","addr":"x:862"}],"intervalMs":1,"windowMs":10000}`), &ProbePlan{}, CodeBadFrame,
+			[]string{"targets[0].kind", "targets[0].addr", "targets[2].id", "targets[2].addr", "intervalMs"}},
+		{"rtt ok", frame(TypeRTT, `{"results":[{"target":"edge2","kind":"host","stats":{"sent":100,"lost":1,"loss":0.01,"minNs":7900000,"p50Ns":8000000,"p95Ns":8100000,"p99Ns":8200000,"jitterNs":30000,"source":"kernel","from":"`+now+`","to":"`+now+`"}}]}`), &RTTReport{}, "", nil},
+		{"rtt all lost", frame(TypeRTT, `{"results":[{"target":"edge2","kind":"host","stats":{"sent":100,"lost":100,"loss":1,"from":"`+now+`","to":"`+now+`"}}]}`), &RTTReport{}, "", nil},
+		{"rtt bad", frame(TypeRTT, `{"results":[{"target":"","kind":"cell","stats":{"sent":1,"lost":2,"loss":2,"minNs":5,"p50Ns":4,"p95Ns":4,"p99Ns":4,"jitterNs":-1,"source":"guess"}}]}`), &RTTReport{}, CodeBadFrame,
+			[]string{"results[0].target", "results[0].stats.lost", "results[0].stats.loss", "results[0].stats", "results[0].stats.jitterNs", "results[0].stats.to"}},
 		{"error ok", frame(TypeError, `{"code":"tooLarge","detail":"x"}`), &Error{}, "", nil},
 		{"error without code", frame(TypeError, `{"detail":"x"}`), &Error{}, CodeBadFrame, []string{"code"}},
 		{"not an object", frame(TypeError, `"x"`), &Error{}, CodeBadFrame, nil},

@@ -21,6 +21,8 @@ func FuzzDecode(f *testing.F) {
 		`{"v":1,"type":"logs","seq":6,"replyTo":5,"body":{"instanceId":"i","data":"<a&b>\n\u2028","truncated":true}}`,
 		`{"v":1,"type":"paths","seq":7,"body":{"paths":[{"local":"10.0.0.1","remote":"10.0.1.1","state":"Active","srttMicros":800}]}}`,
 		`{"v":1,"type":"error","body":{"code":"badFrame","detail":"x"}}`,
+		`{"v":1,"type":"probePlan","seq":8,"body":{"targets":[{"id":"h2","kind":"host","addr":"10.0.2.2:862"},{"id":"c","kind":"cell","addr":"[fd00::1]:862"}],"intervalMs":100,"windowMs":10000}}`,
+		`{"v":1,"type":"rtt","seq":9,"body":{"results":[{"target":"c","kind":"cell","stats":{"sent":10,"lost":1,"loss":0.1,"minNs":1,"p50Ns":2,"p95Ns":3,"p99Ns":4,"jitterNs":1,"source":"kernel","from":"2025-01-02T03:04:05Z","to":"2025-01-02T03:04:15Z"}}]}}`,
 		`{"v":2,"type":"hello"}`,
 		`{"v":1,"type":"hello","body":null}`,
 		`{"v":1,"type":"hello","body":"x"} `,
@@ -39,7 +41,7 @@ func FuzzDecode(f *testing.F) {
 			}
 			return
 		}
-		for _, v := range []any{&Hello{}, &Welcome{}, &DesiredState{}, &Report{}, &Heartbeat{}, &LogsRequest{}, &Logs{}, &Paths{}, &Error{}} {
+		for _, v := range []any{&Hello{}, &Welcome{}, &DesiredState{}, &Report{}, &Heartbeat{}, &LogsRequest{}, &Logs{}, &Paths{}, &ProbePlan{}, &RTTReport{}, &Error{}} {
 			if err := DecodeBody(fr, v); err != nil {
 				var pe *ProtocolError
 				if !errors.As(err, &pe) {

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"time"
 
+	"github.com/mecorch/mecorch/latency"
 	"github.com/mecorch/mecorch/mec"
 )
 
@@ -28,6 +29,8 @@ const (
 	TypeLogsRequest = "logsRequest" // mecorch → agent
 	TypeLogs        = "logs"        // agent → mecorch, answer to logsRequest (replyTo)
 	TypePaths       = "paths"       // agent → mecorch, transport path measurements (SCTP)
+	TypeProbePlan   = "probePlan"   // mecorch → agent, the STAMP targets to probe
+	TypeRTT         = "rtt"         // agent → mecorch, per-target RTT windows
 	TypeError       = "error"       // either side, before closing
 )
 
@@ -52,6 +55,11 @@ type Hello struct {
 	Labels       map[string]string `json:"labels,omitempty"`
 	// Generation is the last desired generation the agent applied (0 if none).
 	Generation int64 `json:"generation"`
+	// ProbeAddr is where the agent's STAMP reflector answers
+	// ("ip:port"): peers at other sites probe it. An empty host part
+	// ("":862") means the address the agent reaches mecorch from, as
+	// mecorch sees it.
+	ProbeAddr string `json:"probeAddr,omitempty"`
 	// Token is the agent's bearer token on transports without HTTP headers
 	// (SCTP); empty on websocket, where it rides on the upgrade request.
 	// Hello's String and LogValue leave it out: it must never be logged.
@@ -153,4 +161,52 @@ type Paths struct {
 type Error struct {
 	Code   string `json:"code"` // e.g. badFrame, badVersion, forbidden, tooLarge, unexpected
 	Detail string `json:"detail"`
+}
+
+// Probe target kinds.
+const (
+	TargetHost = "host" // a peer host's STAMP reflector
+	TargetCell = "cell" // a cell's RAN address
+)
+
+// MaxProbeTargets bounds a plan: probing is meant to be sparse, the map
+// estimates the rest.
+const MaxProbeTargets = 64
+
+// ProbeTarget is one target of a probe plan.
+type ProbeTarget struct {
+	// ID is the host or cell ID; reports name the target by it.
+	ID   string `json:"id"`
+	Kind string `json:"kind"` // host or cell
+	Addr string `json:"addr"` // ip:port of its STAMP reflector
+}
+
+// Bounds of a probe plan's timing.
+const (
+	MinProbeInterval = 10 * time.Millisecond
+	MaxProbeInterval = time.Minute
+	MinProbeWindow   = time.Second
+	MaxProbeWindow   = 10 * time.Minute
+)
+
+// ProbePlan replaces the agent's probe targets. An empty plan stops
+// probing.
+type ProbePlan struct {
+	Targets []ProbeTarget `json:"targets"`
+	// IntervalMs is the time between two probes of one target; WindowMs
+	// the window each RTT report sums up.
+	IntervalMs int64 `json:"intervalMs"`
+	WindowMs   int64 `json:"windowMs"`
+}
+
+// RTTResult is one target's window.
+type RTTResult struct {
+	Target string        `json:"target"` // the target's ID
+	Kind   string        `json:"kind"`   // host or cell
+	Stats  latency.Stats `json:"stats"`
+}
+
+// RTTReport carries the windows that ended since the last report.
+type RTTReport struct {
+	Results []RTTResult `json:"results"`
 }

@@ -84,6 +84,13 @@ func (s *Service) instantiateTx(tx mec.Tx, in *mec.AppInstance, v int64, op *mec
 	if cons.SpreadKey == "" {
 		cons.SpreadKey = in.AppDID
 	}
+	if cons.MaxLatencyNs == 0 {
+		// Stored with the instance's constraints, so that a move and the
+		// SLA watch hold it to the AppD's bound too.
+		if cons.MaxLatencyNs, err = appLatencyOf(pkg); err != nil {
+			return err
+		}
+	}
 	h, err := s.reserve(tx, in, need, cons)
 	if err != nil {
 		return err
@@ -98,6 +105,16 @@ func (s *Service) instantiateTx(tx mec.Tx, in *mec.AppInstance, v int64, op *mec
 	op.Error, op.Need, op.Constraints = nil, req.Need, &cons
 	_, err = mec.Save(tx, mec.KindLcmOpOcc, op.ID, op, mec.AnyVersion)
 	return err
+}
+
+// appLatencyOf is the AppD's appLatency.maxLatency (one-way, ns), 0 when
+// it has none.
+func appLatencyOf(pkg mec.AppPackage) (int64, error) {
+	var a appd.AppD
+	if err := json.Unmarshal(pkg.AppD, &a); err != nil {
+		return 0, fmt.Errorf("decode AppD of package %s: %w", pkg.ID, err)
+	}
+	return int64(a.AppLatency.MaxLatencyDuration()), nil
 }
 
 // needOf is what an instance of pkg reserves: the request's override or the

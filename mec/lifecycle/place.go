@@ -32,7 +32,12 @@ func (s *Service) place(tx mec.Tx, need mec.Resources, cons mec.PlacementConstra
 	if err != nil {
 		return mec.Decision{}, err
 	}
-	req := &placement.Request{Need: need, Constraints: cons, Peers: group.Sites}
+	serve, err := servedCells(tx, cons)
+	if err != nil {
+		return mec.Decision{}, err
+	}
+	req := &placement.Request{Need: need, Constraints: cons, Peers: group.Sites,
+		Serve: serve, MaxLatency: time.Duration(cons.MaxLatencyNs)}
 	start := time.Now()
 	d, err := s.engine.Place(req, placement.NewSnapshot(hosts, sites))
 	var nf *placement.NoFitError
@@ -128,6 +133,9 @@ func noFitProblem(nf *placement.NoFitError, need mec.Resources) *mec.Problem {
 func transient(filter string) bool {
 	switch filter {
 	case placement.StateFilter{}.Name(),
+		// Latency changes as links heal and probes report: a site too
+		// far or unmeasured now may do later.
+		placement.NameAppLatency,
 		placement.CapacityFilter{Dim: placement.CPU}.Name(),
 		placement.CapacityFilter{Dim: placement.Memory}.Name(),
 		placement.CapacityFilter{Dim: placement.Storage}.Name(),

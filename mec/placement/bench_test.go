@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mecorch/mecorch/latency/rttmap"
 	"github.com/mecorch/mecorch/mec"
 )
 
@@ -99,6 +100,51 @@ func BenchmarkNewSnapshot10kHosts(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		if NewSnapshot(hosts, sites).Len() != len(hosts) {
 			b.Fatal("lost hosts")
+		}
+	}
+}
+
+// BenchmarkPlaceLatency10kHosts times a decision over 10,000 hosts in
+// 2,500 sites with four served cells and a latency bound, so that the
+// latency filter and score look up 10,000 cell↔site pairs, once per site.
+func BenchmarkPlaceLatency10kHosts(b *testing.B) {
+	hosts, sites := fleet(42, 2500, 4)
+	snap := NewSnapshot(hosts, sites)
+	cells := []string{"001-01-000000a01", "001-01-000000a02", "001-01-000000a03", "001-01-000000a04"}
+	m := fakeLatencyMap{}
+	for si, s := range sites {
+		for ci, c := range cells {
+			q := rttmap.Measured
+			if (si+ci)%7 == 0 {
+				q = rttmap.Estimated
+			}
+			if (si+ci)%11 == 0 {
+				continue // unknown
+			}
+			m.set(c, s.ID, time.Duration(1+(si*31+ci*17)%40)*time.Millisecond, q)
+		}
+	}
+	f, s := WithLatency(DefaultFilters(), DefaultScores(), LatencyConfig{Map: m})
+	e, err := New(f, s, Options{Clock: func() time.Time { return time.Time{} }})
+	if err != nil {
+		b.Fatal(err)
+	}
+	req := benchRequests(sites)["spread"]
+	req.Serve = []CellLoad{
+		{CellID: cells[0], RAT: mec.RATNR, Weight: 40},
+		{CellID: cells[1], RAT: mec.RATNR, Weight: 12},
+		{CellID: cells[2], RAT: mec.RATEUTRA, Weight: 3},
+		{CellID: cells[3], RAT: mec.RATNR, Weight: 1},
+	}
+	req.MaxLatency = 20 * time.Millisecond
+	if _, err := e.Place(req, snap); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if d, err := e.Place(req, snap); err != nil || d.HostID == "" {
+			b.Fatal(err)
 		}
 	}
 }

@@ -21,18 +21,56 @@ type scratch struct {
 	unknownSite int
 	candidates  int
 	top         []entry // best first, at most k
+
+	// lat is the decision's latency per site, shared by the latency
+	// filter and score (latOn: in use for this decision).
+	lat   latTable
+	latOn bool
+}
+
+// siteAtFilter and siteAtScore are the site stages of this package that
+// keep per-site state for a decision: the engine gives them the site's
+// index, which spares a lookup by ID per site.
+type siteAtFilter interface{ keepSiteAt(si int32) bool }
+type siteAtScore interface{ scoreSiteAt(si int32) float64 }
+
+// sharedFilter and sharedScore are stages of this package that share
+// per-decision work through the scratch (the latency filter and score
+// compute each site's latency once between them).
+type sharedFilter interface {
+	prepareFilterIn(sc *scratch, req *Request, snap *Snapshot) Filter
+}
+type sharedScore interface {
+	prepareScoreIn(sc *scratch, req *Request, snap *Snapshot) Score
+}
+
+// latencyTable returns the decision's latency table for core, set up on
+// first use. A second, different core in one pipeline (two latency stages
+// built apart) gets a table of its own.
+func (sc *scratch) latencyTable(core *latencyCore, req *Request, snap *Snapshot) *latTable {
+	if sc.latOn {
+		if sc.lat.core == core && core != nil {
+			return &sc.lat
+		}
+		return newLatTable(core, req, snap)
+	}
+	sc.lat.init(core, req, snap)
+	sc.latOn = true
+	return &sc.lat
 }
 
 type activeFilter struct {
 	f    Filter
-	site SiteFilter // f as a SiteFilter, or nil
-	slot int        // index in Engine.filters, for counts
+	site SiteFilter   // f as a SiteFilter, or nil
+	at   siteAtFilter // f as a siteAtFilter, or nil
+	slot int          // index in Engine.filters, for counts
 }
 
 type activeScore struct {
 	name     string
 	s        Score
-	site     SiteScore // s as a SiteScore, or nil
+	site     SiteScore   // s as a SiteScore, or nil
+	at       siteAtScore // s as a siteAtScore, or nil
 	siteSlot int
 	weight   float64
 }
@@ -65,7 +103,17 @@ func (e *Engine) run(sc *scratch, req *Request, snap *Snapshot, k int) {
 		s := &snap.sites[si]
 		verdict := int32(-1)
 		for fi := range sc.filters {
-			if f := sc.filters[fi].site; f != nil && !f.KeepSite(req, s) {
+			af := &sc.filters[fi]
+			if af.site == nil {
+				continue
+			}
+			var keep bool
+			if af.at != nil {
+				keep = af.at.keepSiteAt(int32(si))
+			} else {
+				keep = af.site.KeepSite(req, s)
+			}
+			if !keep {
 				verdict = int32(fi)
 				break
 			}
@@ -75,7 +123,10 @@ func (e *Engine) run(sc *scratch, req *Request, snap *Snapshot, k int) {
 			continue
 		}
 		for _, as := range sc.scores {
-			if as.site != nil {
+			switch {
+			case as.at != nil:
+				sc.siteScores[si*nss+as.siteSlot] = clamp01(as.at.scoreSiteAt(int32(si)))
+			case as.site != nil:
 				sc.siteScores[si*nss+as.siteSlot] = clamp01(as.site.ScoreSite(req, s))
 			}
 		}
@@ -130,19 +181,30 @@ func (sc *scratch) reject(req *Request, h *mec.Host, s *mec.Site, siteVerdict in
 // prepare picks the stages that apply to req.
 func (e *Engine) prepare(sc *scratch, req *Request, snap *Snapshot) {
 	for i, f := range e.filters {
-		if p, ok := f.(FilterPreparer); ok {
+		if p, ok := f.(sharedFilter); ok {
+			if f = p.prepareFilterIn(sc, req, snap); f == nil {
+				continue
+			}
+		} else if p, ok := f.(FilterPreparer); ok {
 			if f = p.PrepareFilter(req, snap); f == nil {
 				continue
 			}
 		}
 		af := activeFilter{f: f, slot: i}
 		af.site, _ = f.(SiteFilter)
+		if af.site != nil {
+			af.at, _ = f.(siteAtFilter)
+		}
 		sc.filters = append(sc.filters, af)
 	}
 	var wsum float64
 	for _, w := range e.scores {
 		s := w.Score
-		if p, ok := s.(ScorePreparer); ok {
+		if p, ok := s.(sharedScore); ok {
+			if s = p.prepareScoreIn(sc, req, snap); s == nil {
+				continue
+			}
+		} else if p, ok := s.(ScorePreparer); ok {
 			if s = p.PrepareScore(req, snap); s == nil {
 				continue
 			}
@@ -150,6 +212,7 @@ func (e *Engine) prepare(sc *scratch, req *Request, snap *Snapshot) {
 		as := activeScore{name: w.Score.Name(), s: s, weight: w.Weight, siteSlot: -1}
 		if ss, ok := s.(SiteScore); ok {
 			as.site, as.siteSlot = ss, sc.nSiteScores
+			as.at, _ = s.(siteAtScore)
 			sc.nSiteScores++
 		}
 		sc.scores = append(sc.scores, as)
@@ -204,9 +267,9 @@ func (sc *scratch) better(a, b entry, snap *Snapshot) bool {
 	return ida < idb
 }
 
-// ranked turns the kept candidates into ScoredHosts with their breakdown.
-// Only these few hosts are scored a second time, so the hot loop never
-// builds a map.
+// ranked turns the kept candidates into ScoredHosts with their breakdown,
+// their latency to the served cells and why each won or lost. Only these
+// few hosts are scored a second time, so the hot loop never builds a map.
 func (e *Engine) ranked(sc *scratch, req *Request, snap *Snapshot) []mec.ScoredHost {
 	if len(sc.top) == 0 {
 		return nil
@@ -225,7 +288,12 @@ func (e *Engine) ranked(sc *scratch, req *Request, snap *Snapshot) []mec.ScoredH
 			}
 		}
 		out[i] = mec.ScoredHost{HostID: h.ID, Total: c.total, Scores: scores}
+		if sc.latOn {
+			li := sc.lat.at(si).info(sc.lat.cells)
+			out[i].Latency = &li
+		}
 	}
+	sc.explain(req, snap, out)
 	return out
 }
 
@@ -238,6 +306,7 @@ func (sc *scratch) reset(nFilters int) {
 	clear(sc.counts)
 	sc.unknownSite, sc.candidates = 0, 0
 	sc.top = sc.top[:0]
+	sc.latOn = false
 }
 
 func grow[T any](s []T, n int) []T {

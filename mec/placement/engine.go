@@ -39,7 +39,8 @@ type FilterPreparer interface {
 
 // Explainer is implemented by filters that can say, in a phrase, what is
 // wrong with the hosts they remove ("lack free memory"); NoFitError uses it.
-// It is asked of the filter given to New, never of a prepared one.
+// It is asked of the filter given to New; the engine's own latency filter,
+// once prepared, answers with the decision's numbers instead.
 type Explainer interface {
 	Explain() string
 }
@@ -232,7 +233,25 @@ func (e *Engine) Place(req *Request, snap *Snapshot) (mec.Decision, error) {
 	d.HostID = snap.hosts[best].ID
 	d.SiteID = snap.hosts[best].SiteID
 	d.Score = d.Top[0].Total
+	e.askMeasure(sc, best, snap)
 	return d, nil
+}
+
+// askMeasure asks for direct measurements when the winner's latency rests
+// on estimates: the estimate was good enough to place on, and a probe
+// tells whether it was right before the next decision leans on it again.
+func (e *Engine) askMeasure(sc *scratch, best int32, snap *Snapshot) {
+	if !sc.latOn || sc.lat.core.cfg.Measure == nil {
+		return
+	}
+	si := snap.hostSite[best]
+	if sc.lat.at(si).estimated == 0 {
+		return
+	}
+	site := snap.sites[si].ID
+	if cells := estimatedCells(sc.lat.core.cfg.Map, site, sc.lat.cells); len(cells) > 0 {
+		sc.lat.core.cfg.Measure(site, cells)
+	}
 }
 
 // release returns sc to the pool without the stages it holds, which may
@@ -240,6 +259,7 @@ func (e *Engine) Place(req *Request, snap *Snapshot) (mec.Decision, error) {
 func (e *Engine) release(sc *scratch) {
 	clear(sc.filters)
 	clear(sc.scores)
+	sc.lat.core, sc.lat.snap, sc.lat.cells, sc.latOn = nil, nil, nil, false
 	e.scratch.Put(sc)
 }
 

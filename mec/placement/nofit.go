@@ -50,6 +50,13 @@ func (e *NoFitError) Counts() map[string]int {
 	return m
 }
 
+// preparedExplainer is an Explainer among this package's prepared
+// stages; Explainer proper is asked of the stages given to New.
+type preparedExplainer interface {
+	Filter
+	Explainer
+}
+
 func (e *Engine) noFit(sc *scratch, considered int) *NoFitError {
 	nf := &NoFitError{Considered: considered}
 	if sc.unknownSite > 0 {
@@ -66,6 +73,14 @@ func (e *Engine) noFit(sc *scratch, considered int) *NoFitError {
 		reason := "rejected by " + f.Name()
 		if x, ok := f.(Explainer); ok {
 			reason = x.Explain()
+		}
+		// A prepared stage that can explain itself knows this
+		// decision's numbers (the latency filter: which sites had no
+		// measurement, how far the nearest was).
+		for _, af := range sc.filters {
+			if x, ok := af.f.(preparedExplainer); ok && af.slot == i {
+				reason = x.Explain()
+			}
 		}
 		nf.Rejections = append(nf.Rejections, Rejection{Filter: f.Name(), Reason: reason, Hosts: sc.counts[i]})
 	}

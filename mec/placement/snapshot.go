@@ -1,6 +1,10 @@
 package placement
 
-import "github.com/mecorch/mecorch/mec"
+import (
+	"time"
+
+	"github.com/mecorch/mecorch/mec"
+)
 
 // Request is what to place: one instance's needs and the constraints of its
 // instantiate request and AppD.
@@ -12,6 +16,12 @@ type Request struct {
 	// store (and bumps it between the replicas of one request), because the
 	// engine sees hosts, not instances.
 	Peers map[string]int
+	// Serve lists the cells the instance serves, with their UE load, for
+	// the latency filter and score (WithLatency); none, no latency stage.
+	Serve []CellLoad
+	// MaxLatency is the one-way latency bound to every served cell,
+	// radio included; 0 means none (the latency score still ranks).
+	MaxLatency time.Duration
 }
 
 // Snapshot is the inventory as seen at decision time: hosts, with their
