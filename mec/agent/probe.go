@@ -37,8 +37,8 @@ type Prober struct {
 	log *slog.Logger
 	ref *stamp.Reflector
 
-	mu       sync.Mutex
-	plan     agentproto.ProbePlan
+	mu   sync.Mutex
+	plan agentproto.ProbePlan
 	// windows are keyed by kind/ID (a host and a cell may share an ID),
 	// and so are the sender's targets.
 	windows  map[string]*latency.Window
