@@ -506,6 +506,20 @@ func TestAgentChannelProbes(t *testing.T) {
 	if len(hist) != 1 || hist[0].Host != "h1" || hist[0].Stats.P50Ns != 8_000_000 {
 		t.Fatalf("history %+v", hist)
 	}
+	// A report the map cannot take (a negative jitter: a broken clock) is
+	// dropped; the session, which carries the host's desired state, goes
+	// on, and the next good report lands.
+	a1.send("rtt", 3, map[string]any{"results": []any{map[string]any{"target": "h2", "kind": "host",
+		"stats": map[string]any{"sent": 1, "lost": 0, "loss": 0, "p50Ns": 1, "p95Ns": 1, "p99Ns": 1, "jitterNs": -5, "from": now, "to": now}}}})
+	a1.send("rtt", 4, map[string]any{"results": []any{map[string]any{"target": "h2", "kind": "host", "stats": stats(9 * time.Millisecond)}}})
+	deadline = time.Now().Add(5 * time.Second)
+	for e.RTTNs != 9_000_000 && time.Now().Before(deadline) {
+		_ = json.Unmarshal(s.must("GET", "/api/v1/rtt/site_site/s1/s2", nil, http.StatusOK), &e)
+		time.Sleep(20 * time.Millisecond)
+	}
+	if e.RTTNs != 9_000_000 {
+		t.Fatalf("the report after a bad one did not land: %+v", e)
+	}
 	var served plan
 	_ = json.Unmarshal(s.must("GET", "/api/v1/rtt/plans/h1", nil, http.StatusOK), &served)
 	if len(served.Targets) != len(p.Targets) {

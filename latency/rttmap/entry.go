@@ -55,7 +55,7 @@ type Entry struct {
 	// Stats is the latest measured window (nil when never measured).
 	Stats *latency.Stats `json:"stats,omitempty"`
 	// MeasuredAt is when the latest measured window ended (zero if never).
-	MeasuredAt time.Time `json:"measuredAt,omitempty"`
+	MeasuredAt time.Time `json:"measuredAt,omitzero"`
 	// Reporters are the hosts whose windows make up the measurement.
 	Reporters []string `json:"reporters,omitempty"`
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mecorch/mecorch/latency"
 	"github.com/mecorch/mecorch/latency/rttmap"
 	"github.com/mecorch/mecorch/mec"
 )
@@ -106,26 +107,39 @@ func BenchmarkNewSnapshot10kHosts(b *testing.B) {
 
 // BenchmarkPlaceLatency10kHosts times a decision over 10,000 hosts in
 // 2,500 sites with four served cells and a latency bound, so that the
-// latency filter and score look up 10,000 cell↔site pairs, once per site.
+// latency filter and score look up 10,000 cell↔site pairs, once per site,
+// in a real RTT map (rttmap.Map) fed as the agents feed it: one window
+// per site and cell, a few pairs never measured.
 func BenchmarkPlaceLatency10kHosts(b *testing.B) {
 	hosts, sites := fleet(42, 2500, 4)
 	snap := NewSnapshot(hosts, sites)
 	cells := []string{"001-01-000000a01", "001-01-000000a02", "001-01-000000a03", "001-01-000000a04"}
-	m := fakeLatencyMap{}
+	now := time.Date(2026, 11, 24, 8, 0, 0, 0, time.UTC)
+	m := rttmap.New(rttmap.Config{Clock: func() time.Time { return now }})
+	hostSite := map[string]string{}
+	for _, s := range sites {
+		hostSite["probe-"+s.ID] = s.ID
+	}
+	cellSite := map[string]string{}
+	for i, c := range cells {
+		cellSite[c] = sites[i].ID
+	}
+	m.SetTopology(hostSite, cellSite)
 	for si, s := range sites {
 		for ci, c := range cells {
-			q := rttmap.Measured
-			if (si+ci)%7 == 0 {
-				q = rttmap.Estimated
-			}
 			if (si+ci)%11 == 0 {
-				continue // unknown
+				continue // never measured: unknown
 			}
-			m.set(c, s.ID, time.Duration(1+(si*31+ci*17)%40)*time.Millisecond, q)
+			rtt := time.Duration(1+(si*31+ci*17)%40) * time.Millisecond
+			st := latency.Stats{Sent: 100, Min: rtt, P50: rtt, P95: rtt, P99: rtt, Source: latency.SourceKernel,
+				From: now.Add(-10 * time.Second), To: now}
+			if err := m.Report("probe-"+s.ID, rttmap.TargetCell, c, st); err != nil {
+				b.Fatal(err)
+			}
 		}
 	}
-	f, s := WithLatency(DefaultFilters(), DefaultScores(), LatencyConfig{Map: m})
-	e, err := New(f, s, Options{Clock: func() time.Time { return time.Time{} }})
+	f, sc := WithLatency(DefaultFilters(), DefaultScores(), LatencyConfig{Map: m})
+	e, err := New(f, sc, Options{Clock: func() time.Time { return time.Time{} }})
 	if err != nil {
 		b.Fatal(err)
 	}
