@@ -89,6 +89,11 @@ func TestNoFit(t *testing.T) {
 		r = e.do("POST", "app_instances/"+id+"/instantiate", map[string]any{"selectedMECHostInfo": []any{map[string]any{"hostId": "h-zz"}}})
 		wantStatus(t, r, http.StatusUnprocessableEntity)
 		wantParams(t, r, "selectedMECHostInfo")
+		// A served cell the inventory does not know, named at its path
+		// in the request.
+		r = e.do("POST", "app_instances/"+id+"/instantiate", map[string]any{placementExt: map[string]any{"cells": []any{"001-01-00000dead"}}})
+		wantStatus(t, r, http.StatusUnprocessableEntity)
+		wantParams(t, r, placementExt+".cells[0]")
 		// Each host is counted under the first filter that turns it away.
 		r = e.do("POST", "app_instances/"+id+"/instantiate", map[string]any{"locationConstraints": map[string]any{"countryCode": "FR"},
 			placementExt: map[string]any{"hostLabels": map[string]any{"tier": "bronze"}}})

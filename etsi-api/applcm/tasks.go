@@ -205,6 +205,12 @@ func noFitPaths(err error) error {
 			ip.Name = "locationConstraints." + ip.Name
 		case placement.NameSiteIDs, placement.NameZones, placement.NameHostLabels:
 			ip.Name = placementExt + "." + ip.Name
+		default:
+			// The domain names a served cell constraints.cells[i]; the
+			// request carries it in the extension.
+			if rest, ok := strings.CutPrefix(ip.Name, "constraints.cells"); ok {
+				ip.Name = placementExt + ".cells" + rest
+			}
 		}
 		out.InvalidParams[i] = ip
 	}

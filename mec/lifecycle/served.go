@@ -17,7 +17,15 @@ import (
 // are, weighted by their number. Nothing to serve means no latency stage.
 // A named cell missing from the inventory is a 422 naming the field: the
 // request must change.
+//
+// An instance with neither a latency bound nor named cells serves nobody
+// in particular: it gets no latency stage, and its placement reads no UE
+// context (UEs are not tied to apps yet, so "where the UEs are" would be
+// every UE for every app).
 func servedCells(tx mec.Tx, cons mec.PlacementConstraints) ([]placement.CellLoad, error) {
+	if cons.MaxLatencyNs <= 0 && len(cons.Cells) == 0 {
+		return nil, nil
+	}
 	cells, err := mec.LoadAll[mec.Cell](tx, mec.KindCell)
 	if err != nil {
 		return nil, fmt.Errorf("load cells: %w", err)
