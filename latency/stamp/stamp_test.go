@@ -33,14 +33,18 @@ func startReflector(t *testing.T, cfg ReflectorConfig) *Reflector {
 }
 
 // runReflector runs r until the test ends.
-func runReflector(t *testing.T, r *Reflector) {
+func runReflector(t *testing.T, r *Reflector) { runUntilEnd(t, "reflector", r.Run) }
+
+// runUntilEnd runs run until the test ends, and fails the test if it
+// ended with an error.
+func runUntilEnd(t *testing.T, what string, run func(context.Context) error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
+	go func() { done <- run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
-			t.Errorf("reflector Run: %v", err)
+			t.Errorf("%s Run: %v", what, err)
 		}
 	})
 }
@@ -89,17 +93,7 @@ func startSender(t *testing.T, cfg SenderConfig, c *collector) *Sender {
 }
 
 // runSender runs s until the test ends.
-func runSender(t *testing.T, s *Sender) {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("sender Run: %v", err)
-		}
-	})
-}
+func runSender(t *testing.T, s *Sender) { runUntilEnd(t, "sender", s.Run) }
 
 func port(a net.Addr) uint16 { return uint16(a.(*net.UDPAddr).Port) }
 
