@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mecorch/mecorch/latency/rttmap"
 	"github.com/mecorch/mecorch/mec"
 	"github.com/mecorch/mecorch/mec/health"
 	"github.com/mecorch/mecorch/mec/lifecycle"
@@ -29,6 +30,7 @@ type env struct {
 	t      *testing.T
 	now    time.Time
 	m      fakeLatencyMap
+	st     mec.Store
 	lc     *lifecycle.Service
 	alarms *health.Alarms
 	w      *slawatch.Watch
@@ -43,7 +45,7 @@ func newEnv(t *testing.T, cfg slawatch.Config) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	e := &env{t: t, now: time.Date(2026, 11, 24, 3, 0, 0, 0, time.UTC), m: fakeLatencyMap{}}
+	e := &env{t: t, st: st, now: time.Date(2026, 11, 24, 3, 0, 0, 0, time.UTC), m: fakeLatencyMap{}}
 	clock := func() time.Time { return e.now }
 	setOneWay(e.m, "s1", 2*time.Millisecond)
 	setOneWay(e.m, "s2", 3*time.Millisecond)
@@ -286,5 +288,60 @@ func TestImprovementMovesOnce(t *testing.T) {
 	}
 	if e.alarmed(id) {
 		t.Error("an improvement raised an alarm")
+	}
+}
+
+// estimating is a fake map whose entries for the sites in est are
+// estimates rather than measurements.
+type estimating struct {
+	fakeLatencyMap
+	est map[string]bool
+}
+
+func (m estimating) CellSite(cell, site string) rttmap.Entry {
+	e := m.fakeLatencyMap.CellSite(cell, site)
+	if e.Quality == rttmap.Measured && m.est[site] {
+		e.Quality, e.Via = rttmap.Estimated, "vivaldi"
+	}
+	return e
+}
+
+// TestBreachOnEstimatesAsksForMeasurement: a breach that rests on an
+// estimate asks the instance's site to measure its cells directly, from
+// the first window on, so that the move, if any, is judged on
+// measurements.
+func TestBreachOnEstimatesAsksForMeasurement(t *testing.T) {
+	e := newEnv(t, slawatch.Config{})
+	id := e.instance()
+	type ask struct {
+		site  string
+		cells []string
+	}
+	var asked []ask
+	lat := placement.LatencyConfig{Map: estimating{e.m, map[string]bool{"s1": true}},
+		Measure: func(site string, cells []string) { asked = append(asked, ask{site, cells}) }}
+	w, err := slawatch.New(slawatch.Config{}, slawatch.Deps{Store: e.st, Lifecycle: e.lc, Alarms: e.alarms, Latency: lat,
+		Clock: func() time.Time { return e.now }, Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func() {
+		t.Helper()
+		e.now = e.now.Add(30 * time.Second)
+		if err := w.Check(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check() // within the bound on an estimate: nothing asked
+	if len(asked) != 0 {
+		t.Fatalf("asked %+v while within the bound", asked)
+	}
+	setOneWay(e.m, "s1", 7*time.Millisecond) // over the 5 ms bound, as estimated
+	check()
+	if len(asked) != 1 || asked[0].site != "s1" || len(asked[0].cells) != 1 || asked[0].cells[0] != "c1" {
+		t.Fatalf("a breach on an estimate asked %+v, want s1 to measure c1", asked)
+	}
+	if e.host(id) != "h1" || e.alarmed(id) {
+		t.Fatalf("one window moved or alarmed: host %s, alarmed %v", e.host(id), e.alarmed(id))
 	}
 }
