@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/mecorch/mecorch/mec"
@@ -20,7 +21,7 @@ func (p *pass) instance(ctx context.Context, in *mec.AppInstance) error {
 		tr = &track{}
 		w.track[in.ID] = tr
 	}
-	serve, err := w.deps.Lifecycle.ServedCells(ctx, in.Constraints)
+	serve, err := p.servedCells(ctx, in.Constraints)
 	if err != nil {
 		return fmt.Errorf("served cells: %w", err)
 	}
@@ -185,3 +186,23 @@ func top(d mec.Decision) *mec.LatencyInfo {
 }
 
 func ms(ns int64) string { return fmt.Sprintf("%.1f ms", float64(ns)/1e6) }
+
+// servedCells is lifecycle's ServedCells, read once per pass for each set
+// of named cells: every instance without named cells serves the cells where
+// the UEs are, and reading all UE contexts once per instance would make a
+// pass cost instances × UEs.
+func (p *pass) servedCells(ctx context.Context, cons mec.PlacementConstraints) ([]placement.CellLoad, error) {
+	key := strings.Join(cons.Cells, "\x00")
+	if serve, ok := p.served[key]; ok {
+		return serve, nil
+	}
+	serve, err := p.w.deps.Lifecycle.ServedCells(ctx, cons)
+	if err != nil {
+		return nil, err
+	}
+	if p.served == nil {
+		p.served = map[string][]placement.CellLoad{}
+	}
+	p.served[key] = serve
+	return serve, nil
+}

@@ -192,4 +192,6 @@ type pass struct {
 	now   time.Time
 	moves int
 	seen  map[string]bool
+	// served caches the served cells by the constraints' named cells.
+	served map[string][]placement.CellLoad
 }
