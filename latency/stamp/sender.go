@@ -55,6 +55,9 @@ type SenderCounters struct {
 	// TXMismatch those whose error-queue stamp did not fit the send.
 	KernelTX   uint64 `json:"kernelTx"`
 	TXMismatch uint64 `json:"txMismatch"`
+	// TXResync counts the times the count of the kernel's send IDs was
+	// found off and set right again.
+	TXResync uint64 `json:"txResync"`
 	// BadStamps counts answers dropped because their timestamps cannot
 	// be right: the reflector answered before it received, or the RTT
 	// comes out negative or longer than the wait itself (a clock stepped
@@ -100,9 +103,9 @@ type Sender struct {
 
 	changed chan struct{}
 	sendMu  sync.Mutex // orders sends with the kernel's OPT_ID counter
-	txNext  uint32
 
 	mu       sync.Mutex
+	txNext   uint32 // the kernel's OPT_ID of the next send, as we count
 	sessions map[string]*session
 	nextSSID uint16
 	pending  map[probeKey]*probe
@@ -112,7 +115,7 @@ type Sender struct {
 	deliverMu sync.Mutex // onSample is called by one goroutine at a time
 	last      atomic.Value
 	c         struct {
-		sent, received, lost, late, duplicate, unmatched, malformed, sendErrors, kernelTX, txMismatch, badStamps atomic.Uint64
+		sent, received, lost, late, duplicate, unmatched, malformed, sendErrors, kernelTX, txMismatch, txResync, badStamps atomic.Uint64
 	}
 }
 
@@ -183,7 +186,7 @@ func (s *Sender) Counters() SenderCounters {
 	return SenderCounters{
 		Sent: s.c.sent.Load(), Received: s.c.received.Load(), Lost: s.c.lost.Load(), Late: s.c.late.Load(),
 		Duplicate: s.c.duplicate.Load(), Unmatched: s.c.unmatched.Load(), Malformed: s.c.malformed.Load(),
-		SendErrors: s.c.sendErrors.Load(), KernelTX: s.c.kernelTX.Load(), TXMismatch: s.c.txMismatch.Load(), BadStamps: s.c.badStamps.Load(),
+		SendErrors: s.c.sendErrors.Load(), KernelTX: s.c.kernelTX.Load(), TXMismatch: s.c.txMismatch.Load(), TXResync: s.c.txResync.Load(), BadStamps: s.c.badStamps.Load(),
 	}
 }
 
@@ -306,7 +309,7 @@ func (s *Sender) probe(x *session) {
 
 	s.sendMu.Lock()
 	defer s.sendMu.Unlock()
-	p := &probe{key: key, target: target, txID: s.txNext}
+	p := &probe{key: key, target: target}
 	pkt := SenderPacket{Seq: seq, SSID: key.ssid, ErrorEstimate: reflectorErrEst()}
 	p.before = time.Now()
 	pkt.Timestamp = NTPTimestamp(p.before)
@@ -317,6 +320,8 @@ func (s *Sender) probe(x *session) {
 	}
 	p.deadline = p.before.Add(s.cfg.Timeout)
 	s.mu.Lock()
+	// Numbered under mu: a resync (txStamp) renumbers under it too.
+	p.txID = s.txNext
 	s.pending[key] = p
 	if s.sock.tx {
 		s.byTxID[p.txID] = p
@@ -333,7 +338,7 @@ func (s *Sender) probe(x *session) {
 		// A failed send may or may not have used an OPT_ID (the kernel
 		// numbers a datagram once it starts building it); assume it did
 		// not. A wrong guess is caught by the stamp's sanity window and
-		// costs kernel stamps, not correctness.
+		// set right by resync.
 		s.mu.Lock()
 		delete(s.pending, key)
 		delete(s.byTxID, p.txID)
@@ -343,7 +348,9 @@ func (s *Sender) probe(x *session) {
 	}
 	s.c.sent.Add(1)
 	if s.sock.tx {
+		s.mu.Lock()
 		s.txNext++
+		s.mu.Unlock()
 	}
 }
 
@@ -381,6 +388,52 @@ func (s *Sender) readLoop(ctx context.Context) error {
 	}
 }
 
+// fits tells whether a kernel send stamp can be p's: taken inside sendmsg,
+// or later when a queue or an ARP resolution holds the packet, but never
+// before the send, after the timeout, nor after the answer came.
+func fits(p *probe, sw time.Time, timeout time.Duration) bool {
+	return !sw.Before(p.before) && !sw.After(p.before.Add(timeout)) && !(p.answered && sw.After(p.t4.t))
+}
+
+// resync finds the probe a send stamp numbered info.txID belongs to when
+// our count of the kernel's IDs slipped: among the probes still without a
+// kernel stamp, the one whose sendmsg call the stamp falls inside, else the
+// one sent last before it. It renumbers every waiting probe and the next
+// send by the slip, and returns the probe (removed from byTxID), or nil
+// when none fits. s.mu is held.
+func (s *Sender) resync(info rxInfo) *probe {
+	var q *probe
+	inside := func(p *probe) bool { return !p.after.IsZero() && !info.sw.After(p.after) }
+	for _, p := range s.byTxID {
+		if !p.kernelT1.IsZero() || !fits(p, info.sw, s.cfg.Timeout) {
+			continue
+		}
+		switch {
+		case q == nil,
+			inside(p) && !inside(q),
+			inside(p) == inside(q) && p.before.After(q.before):
+			q = p
+		}
+	}
+	if q == nil {
+		return nil
+	}
+	slip := info.txID - q.txID
+	if slip == 0 {
+		return nil
+	}
+	moved := make(map[uint32]*probe, len(s.byTxID))
+	for _, p := range s.byTxID {
+		p.txID += slip
+		moved[p.txID] = p
+	}
+	s.byTxID = moved
+	s.txNext += slip
+	delete(s.byTxID, q.txID)
+	s.c.txResync.Add(1)
+	return q
+}
+
 // txStamp takes a kernel send stamp off the error queue.
 func (s *Sender) txStamp(info rxInfo) {
 	if info.sw.IsZero() {
@@ -389,16 +442,27 @@ func (s *Sender) txStamp(info rxInfo) {
 	s.mu.Lock()
 	p := s.byTxID[info.txID]
 	delete(s.byTxID, info.txID)
+	if p == nil {
+		p = s.resync(info)
+	}
 	var out []latency.Sample
 	if p != nil {
 		// The stamp is taken inside sendmsg, or later when a queue or an
 		// ARP resolution holds the packet, but never before the send nor
 		// after the answer came: anything else means the OPT_ID count
 		// slipped.
-		late := info.sw.After(p.before.Add(s.cfg.Timeout)) || p.answered && info.sw.After(p.t4.t)
-		if info.sw.Before(p.before) || late {
+		if !fits(p, info.sw, s.cfg.Timeout) {
 			s.c.txMismatch.Add(1)
-		} else {
+			s.byTxID[p.txID] = p // its own stamp is still to come
+			// Our count slipped (a failed send did use an ID, say): find
+			// the probe this stamp belongs to and number the others
+			// from it, so that one slip does not cost every later probe
+			// its kernel stamp.
+			if q := s.resync(info); q != nil {
+				p = q
+			}
+		}
+		if fits(p, info.sw, s.cfg.Timeout) {
 			p.kernelT1 = info.sw
 			s.c.kernelTX.Add(1)
 		}

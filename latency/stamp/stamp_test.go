@@ -378,3 +378,30 @@ func TestImpossibleStampsAreDropped(t *testing.T) {
 		t.Errorf("BadStamps = %d, want 2", got)
 	}
 }
+
+// TestSendStampCountSlipRecovers: when our count of the kernel's send IDs
+// slips (as after a failed send that used one), the first stamp that does
+// not fit finds its probe, the count is set right, and later probes get
+// kernel stamps again instead of falling back to user space for good.
+func TestSendStampCountSlipRecovers(t *testing.T) {
+	r := startReflector(t, ReflectorConfig{Listen: "127.0.0.1:0"})
+	var c collector
+	s := startSender(t, SenderConfig{Interval: 20 * time.Millisecond, Timeout: time.Second}, &c)
+	s.SetTargets([]Target{{ID: "x", Addr: r.Addr().String()}})
+	waitFor(t, 3*time.Second, "kernel-stamped samples", func() bool { return s.Counters().KernelTX >= 5 })
+	if !s.sock.tx {
+		t.Fatal("no kernel send stamps on this socket")
+	}
+	s.mu.Lock()
+	s.txNext-- // the kernel is now one ahead of our count
+	s.mu.Unlock()
+	waitFor(t, 5*time.Second, "the count set right", func() bool { return s.Counters().TXResync >= 1 })
+	n := len(c.get("x"))
+	waitFor(t, 5*time.Second, "ten more samples", func() bool { return len(c.get("x")) >= n+10 })
+	got := c.get("x")
+	for _, smp := range got[len(got)-5:] {
+		if smp.Lost || smp.Source != latency.SourceKernel {
+			t.Errorf("after the resync: %+v, want kernel-stamped", smp)
+		}
+	}
+}
