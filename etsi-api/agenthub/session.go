@@ -140,11 +140,11 @@ func (h *Hub) serve(ctx context.Context, c agentwire.Conn, p *auth.Principal) {
 		h.log.Error("record agent heartbeat", "host", s.hostID, "err", err)
 	}
 	if s.probes() {
+		// Its plan comes with the first push; its peers' plans take it
+		// in now, and drop it when the session ends.
 		if err := h.cfg.RTT.Connected(ctx, s.hostID, hello.ProbeAddr, c.RemoteAddr()); err != nil {
 			h.log.Warn("the agent's STAMP reflector cannot be probed", "host", s.hostID, "probeAddr", hello.ProbeAddr, "err", err)
 		}
-	}
-	if s.probes() {
 		defer func() {
 			if cur := h.session(s.hostID); cur != nil && cur != s {
 				return // a newer session of the host said where it is
