@@ -5,7 +5,7 @@ STATE ?= .mecorch
 LISTEN ?= 127.0.0.1:8080
 BIN := bin
 
-.PHONY: bench-latency all build run serve test deps vet fuzz bench load failover clean $(LABPKG)
+.PHONY: generate bench-latency all build run serve test deps vet fuzz bench load failover clean $(LABPKG)
 
 all: build
 
@@ -63,6 +63,17 @@ deps:
 
 vet:
 	$(GO) vet ./...
+
+# generate: rebuild the eBPF objects (bpf2go) from their C sources under traffic/. It needs clang-14,
+# llvm-14 and libbpf-dev (installed with apt when missing). The outputs are committed, so building and
+# testing need no clang; a test fails when they are older than their sources.
+generate:
+	@if ! command -v clang-14 >/dev/null || ! command -v llvm-strip-14 >/dev/null || ! test -d /usr/include/bpf; then \
+		echo "installing clang-14, llvm-14 and libbpf-dev (for bpf2go)"; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq clang-14 llvm-14 libbpf-dev >/dev/null; \
+	fi
+	$(GO) generate ./traffic/...
 
 # test: everything, with the race detector, on both store engines. Each Postgres test package starts
 # its own throwaway cluster in a temp dir and removes it afterwards. The lab's end-to-end tests (./lab)

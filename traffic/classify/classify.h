@@ -1,0 +1,75 @@
+/* Shared layout of the classifier's maps. The Go side mirrors these structs
+ * through bpf2go, so every field is explicitly sized and padded: a hidden
+ * compiler hole would silently shift fields between C and Go. */
+#ifndef MECORCH_CLASSIFY_H
+#define MECORCH_CLASSIFY_H
+
+#include <linux/types.h>
+
+/* One rule set holds at most this many expanded entries; the rules map holds
+ * two sets (slot 0 and slot 1) so a new set is written beside the running one
+ * and the switch is one 4-byte store. */
+#define MAX_ENTRIES 10000
+
+/* Bits of rule_entry.fields: which constraints an entry carries. A packet
+ * that lacks a constrained field (truncated, non-first fragment, not GTP-U)
+ * never matches the entry. */
+#define F_O_FAMILY (1u << 0)
+#define F_O_SRC (1u << 1)
+#define F_O_DST (1u << 2)
+#define F_O_SPORT (1u << 3)
+#define F_O_DPORT (1u << 4)
+#define F_O_PROTO (1u << 5)
+#define F_O_TOS (1u << 6)
+#define F_GTPU (1u << 7)
+#define F_TEID (1u << 8)
+#define F_QFI (1u << 9)
+#define F_I_FAMILY (1u << 10)
+#define F_I_SRC (1u << 11)
+#define F_I_DST (1u << 12)
+#define F_I_SPORT (1u << 13)
+#define F_I_DPORT (1u << 14)
+#define F_I_PROTO (1u << 15)
+#define F_I_TOS (1u << 16)
+
+/* Action codes, kept in the entry so the verdict needs no second lookup. */
+#define ACT_DROP 1
+#define ACT_PASSTHROUGH 2
+#define ACT_FORWARD_DECAPSULATED 3
+#define ACT_FORWARD_ENCAPSULATED 4
+#define ACT_DUPLICATE_DECAPSULATED 5
+#define ACT_DUPLICATE_ENCAPSULATED 6
+
+/* Constraints on one IP header and the L4 header behind it. Addresses are
+ * stored pre-masked with their mask (IPv4 in the first 4 bytes, the rest
+ * zero) so matching is four AND+compare, no prefix-length arithmetic. */
+struct tuple_match {
+	__u32 src[4];
+	__u32 src_mask[4];
+	__u32 dst[4];
+	__u32 dst_mask[4];
+	__u32 proto_bits[8]; /* bitmap of accepted IP protocol numbers */
+	__u16 sport_lo, sport_hi;
+	__u16 dport_lo, dport_hi;
+	__u8 family; /* 4 or 6 */
+	__u8 tos_val, tos_mask;
+	__u8 pad;
+};
+
+struct rule_entry {
+	__u32 fields;
+	__u32 action;
+	__u32 rule_no; /* position of the rule in priority order; mark = rule_no + 1 */
+	__u32 teid;
+	__u8 qfi;
+	__u8 pad[3];
+	struct tuple_match outer;
+	struct tuple_match inner;
+};
+
+struct counter {
+	__u64 packets;
+	__u64 bytes;
+};
+
+#endif
