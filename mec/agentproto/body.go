@@ -122,6 +122,8 @@ func validate(v any) error {
 			c.oneOf(p+".state", in.State, DesiredRunning, DesiredStopped, DesiredAbsentState)
 			c.resources(p+".resources", in.Resources)
 			c.nonNegative(p+".stopGraceSeconds", int64(in.StopGraceSeconds))
+			c.trafficRules(p+".trafficRules", in.TrafficRules)
+			c.dnsRules(p+".dnsRules", in.DNSRules)
 		}
 		return invalid(TypeDesired, c.params)
 	case *Report:
@@ -326,3 +328,51 @@ func (c *checker) stats(path string, st latency.Stats) {
 
 // maxRTT bounds a reported RTT: anything longer is a broken clock.
 const maxRTT = 60 * time.Second
+
+// maxRules bounds an instance's traffic or DNS rules.
+const maxRules = 256
+
+// trafficRules checks the rules' shape: IDs, priorities, actions. The
+// filters' values are the classifier's to check, with the same field
+// paths, when the agent compiles them.
+func (c *checker) trafficRules(path string, rules []TrafficRule) {
+	if len(rules) > maxRules {
+		c.add(path, fmt.Sprintf("at most %d rules", maxRules))
+		return
+	}
+	seen := map[string]bool{}
+	for i, r := range rules {
+		p := path + "[" + strconv.Itoa(i) + "]"
+		c.id(p+".trafficRuleId", r.ID)
+		if seen[r.ID] {
+			c.add(p+".trafficRuleId", "duplicate rule id")
+		}
+		seen[r.ID] = true
+		c.between(p+".priority", int64(r.Priority), 0, 255)
+		c.oneOf(p+".action", r.Action, ActionDrop, ActionPassthrough, ActionForwardDecapsulated,
+			ActionForwardEncapsulated, ActionDuplicateDecapsulated, ActionDuplicateEncapsulated)
+		if r.FilterType != "" {
+			c.oneOf(p+".filterType", r.FilterType, "FLOW", "PACKET")
+		}
+		if len(r.Filters) == 0 {
+			c.add(p+".trafficFilter", "at least one filter")
+		}
+	}
+}
+
+func (c *checker) dnsRules(path string, rules []DNSRule) {
+	if len(rules) > maxRules {
+		c.add(path, fmt.Sprintf("at most %d rules", maxRules))
+		return
+	}
+	for i, r := range rules {
+		p := path + "[" + strconv.Itoa(i) + "]"
+		c.id(p+".dnsRuleId", r.ID)
+		c.required(p+".domainName", r.DomainName, 253)
+		c.oneOf(p+".ipAddressType", r.IPAddressType, "IP_V4", "IP_V6")
+		if a, err := netip.ParseAddr(r.IPAddress); err != nil || (r.IPAddressType == "IP_V4") != a.Is4() {
+			c.add(p+".ipAddress", "must be an address of ipAddressType")
+		}
+		c.nonNegative(p+".ttl", int64(r.TTL))
+	}
+}

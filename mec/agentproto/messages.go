@@ -80,7 +80,61 @@ type DesiredInstance struct {
 	State            string        `json:"state"` // Running, Stopped or Absent
 	Resources        mec.Resources `json:"resources"`
 	StopGraceSeconds int           `json:"stopGraceSeconds,omitempty"`
+	// TrafficRules and DNSRules are the app's MEC 011 rules (from its
+	// AppD's appTrafficRule and appDNSRule), for the host's data plane to
+	// enforce while the instance runs.
+	TrafficRules []TrafficRule `json:"trafficRules,omitempty"`
+	DNSRules     []DNSRule     `json:"dnsRules,omitempty"`
 }
+
+// TrafficRule is a MEC 011 TrafficRule as the agent enforces it. Actions
+// are the v3 names (v2's FORWARD_AS_IS and the like are mapped already).
+type TrafficRule struct {
+	ID         string          `json:"trafficRuleId"`
+	FilterType string          `json:"filterType,omitempty"` // FLOW or PACKET
+	Priority   int             `json:"priority"`             // 0 (first) to 255
+	Action     string          `json:"action"`
+	Filters    []TrafficFilter `json:"trafficFilter"`
+}
+
+// TrafficFilter is a MEC 011 TrafficFilter: within a field the values are
+// alternatives, and every field given must match. The agent's classifier
+// checks the values themselves (traffic/classify).
+type TrafficFilter struct {
+	SrcAddress       []string `json:"srcAddress,omitempty"`
+	DstAddress       []string `json:"dstAddress,omitempty"`
+	SrcPort          []string `json:"srcPort,omitempty"`
+	DstPort          []string `json:"dstPort,omitempty"`
+	Protocol         []string `json:"protocol,omitempty"`
+	Tag              []string `json:"tag,omitempty"`
+	SrcTunnelAddress []string `json:"srcTunnelAddress,omitempty"`
+	TgtTunnelAddress []string `json:"tgtTunnelAddress,omitempty"`
+	SrcTunnelPort    []string `json:"srcTunnelPort,omitempty"`
+	DstTunnelPort    []string `json:"dstTunnelPort,omitempty"`
+	QCI              *int     `json:"qCI,omitempty"`
+	DSCP             *int     `json:"dSCP,omitempty"`
+	TC               *int     `json:"tC,omitempty"`
+}
+
+// DNSRule is a MEC 011 DnsRule: queries for DomainName are answered with
+// IPAddress.
+type DNSRule struct {
+	ID            string `json:"dnsRuleId"`
+	DomainName    string `json:"domainName"`
+	IPAddressType string `json:"ipAddressType"` // IP_V4 or IP_V6
+	IPAddress     string `json:"ipAddress"`
+	TTL           int    `json:"ttl,omitempty"` // seconds
+}
+
+// Traffic rule actions.
+const (
+	ActionDrop                  = "DROP"
+	ActionPassthrough           = "PASSTHROUGH"
+	ActionForwardDecapsulated   = "FORWARD_DECAPSULATED"
+	ActionForwardEncapsulated   = "FORWARD_ENCAPSULATED"
+	ActionDuplicateDecapsulated = "DUPLICATE_DECAPSULATED"
+	ActionDuplicateEncapsulated = "DUPLICATE_ENCAPSULATED"
+)
 
 // DesiredState is what one host must make true. Generation grows with every
 // change, so an agent that has applied generation g can ignore anything

@@ -2,6 +2,7 @@ package lifecycle
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -34,6 +35,7 @@ func (s *Service) DesiredState(ctx context.Context, hostID string) (DesiredState
 		if err != nil {
 			return err
 		}
+		rules := map[string]appRules{} // by package: instances of one app share them
 		for _, id := range idx.Instances {
 			in, _, err := mec.Load[mec.AppInstance](tx, mec.KindAppInstance, id)
 			if err != nil {
@@ -42,8 +44,30 @@ func (s *Service) DesiredState(ctx context.Context, hostID string) (DesiredState
 			if in.DesiredState == "" {
 				continue
 			}
-			ds.Instances = append(ds.Instances, DesiredInstance{ID: in.ID, AppDID: in.AppDID, AppPkgID: in.AppPkgID,
-				State: in.DesiredState, Resources: in.Reserved, StopGraceSeconds: in.StopGraceSeconds})
+			di := DesiredInstance{ID: in.ID, AppDID: in.AppDID, AppPkgID: in.AppPkgID,
+				State: in.DesiredState, Resources: in.Reserved, StopGraceSeconds: in.StopGraceSeconds}
+			// An instance being removed enforces nothing any more.
+			if in.DesiredState != mec.DesiredAbsent {
+				r, ok := rules[in.AppPkgID]
+				if !ok {
+					// A package gone from under its instance must not
+					// cost the host its whole desired state: the
+					// instance runs on, without rules.
+					pkg, _, err := mec.Load[mec.AppPackage](tx, mec.KindAppPackage, in.AppPkgID)
+					switch {
+					case errors.Is(err, mec.ErrNotFound):
+					case err != nil:
+						return fmt.Errorf("package %s of instance %s: %w", in.AppPkgID, in.ID, err)
+					default:
+						if r, err = rulesOf(pkg); err != nil {
+							return err
+						}
+					}
+					rules[in.AppPkgID] = r
+				}
+				di.TrafficRules, di.DNSRules = r.traffic, r.dns
+			}
+			ds.Instances = append(ds.Instances, di)
 		}
 		sort.Slice(ds.Instances, func(i, j int) bool { return ds.Instances[i].ID < ds.Instances[j].ID })
 		return nil

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mecorch/mecorch/mec"
+	"github.com/mecorch/mecorch/mec/agentproto"
 	"github.com/mecorch/mecorch/mec/lifecycle"
 	"github.com/mecorch/mecorch/mec/placement"
 	"github.com/mecorch/mecorch/mec/store/boltstore"
@@ -73,7 +74,11 @@ func newFixture(t *testing.T) *fixture {
 		slog.New(slog.NewTextHandler(io.Discard, nil)))
 	appD, _ := json.Marshal(map[string]any{"appDId": "app-1", "appName": "echo", "appProvider": "p", "appSoftVersion": "1", "appDVersion": "1",
 		"virtualComputeDescriptor": map[string]any{"virtualComputeDescId": "vc", "virtualCpu": map[string]any{"numVirtualCpu": 1},
-			"virtualMemory": map[string]any{"virtualMemSize": 512}}})
+			"virtualMemory": map[string]any{"virtualMemSize": 512}},
+		"appTrafficRule": []any{map[string]any{"trafficRuleId": "r1", "filterType": "FLOW", "priority": 3, "action": "FORWARD_AS_IS",
+			"trafficFilter": []any{map[string]any{"dstPort": []string{"7"}, "protocol": []string{"UDP"}, "qCI": 9}}}},
+		"appDNSRule": []any{map[string]any{"dnsRuleId": "d1", "domainName": "echo.mec.example", "ipAddressType": "IP_V4",
+			"ipAddress": "10.0.0.7", "ttl": 60}}})
 	f.update(func(tx mec.Tx) error {
 		if _, err := mec.Save(tx, mec.KindSite, "s1", mec.Site{ID: "s1", Name: "one", Zone: "z1"}, mec.MustNotExist); err != nil {
 			return err
@@ -163,6 +168,19 @@ func TestInstantiateReservesAndCompletesOnReport(t *testing.T) {
 	ds, err := f.lc.DesiredState(ctx, in.HostID)
 	if err != nil || ds.Generation != 1 || len(ds.Instances) != 1 || ds.Instances[0].State != mec.DesiredRunning {
 		t.Fatalf("desired state = %+v, %v", ds, err)
+	}
+	// The app's traffic and DNS rules travel with it, the v2 action name
+	// in its v3 spelling, and pass the protocol's checks.
+	di := ds.Instances[0]
+	if len(di.TrafficRules) != 1 || di.TrafficRules[0].ID != "r1" || di.TrafficRules[0].Action != agentproto.ActionForwardEncapsulated ||
+		di.TrafficRules[0].Priority != 3 || len(di.TrafficRules[0].Filters) != 1 || *di.TrafficRules[0].Filters[0].QCI != 9 ||
+		len(di.DNSRules) != 1 || di.DNSRules[0].IPAddress != "10.0.0.7" || di.DNSRules[0].TTL != 60 {
+		t.Fatalf("rules in the desired state: %+v %+v", di.TrafficRules, di.DNSRules)
+	}
+	if fr, err := agentproto.NewFrame(agentproto.TypeDesired, 1, 0, ds); err != nil {
+		t.Fatal(err)
+	} else if err := agentproto.DecodeBody(fr, &agentproto.DesiredState{}); err != nil {
+		t.Fatalf("the desired state does not pass the protocol's checks: %v", err)
 	}
 	// A report of an older generation settles nothing.
 	if err := f.lc.ReportStatus(ctx, lifecycle.HostReport{HostID: in.HostID, Generation: 0}); err != nil {
