@@ -69,10 +69,13 @@ struct pkt {
 	struct tuple outer;
 	struct tuple inner;
 	__u32 teid;
+	__u32 inner_off; /* offset of the inner IP header when gtpu */
 	__u8 gtpu; /* a well-formed G-PDU carrying an inner IP packet */
 	__u8 qfi_ok;
 	__u8 qfi;
-	__u8 pad;
+	__u8 pdu_type; /* PDU session container type: 0 DL, 1 UL (when qfi_ok) */
+	__u8 vlan;     /* the frame carries a VLAN tag */
+	__u8 pad[3];
 };
 
 struct walk {
@@ -80,6 +83,8 @@ struct walk {
 	__u32 base;
 	__u32 hit; /* entry index + 1, 0 for none */
 };
+
+#include "steer.h"
 
 /* parse_ip fills t from the IP header at off; end bounds the packet (skb
  * length, or the GTP-U payload end for an inner packet). */
@@ -206,6 +211,7 @@ static __always_inline void parse_gtpu(struct __sk_buff *skb, __u32 off, __u32 e
 			if (type <= 1) {
 				p->qfi = h[2] & 0x3f;
 				p->qfi_ok = 1;
+				p->pdu_type = type;
 			}
 		}
 		if (bpf_skb_load_bytes(skb, off + elen - 1, &next, 1) < 0)
@@ -215,6 +221,7 @@ static __always_inline void parse_gtpu(struct __sk_buff *skb, __u32 off, __u32 e
 	if (next)
 		return; /* more extensions than we walk: the inner packet is unknown */
 	p->gtpu = 1;
+	p->inner_off = off;
 	parse_ip(skb, off, gend, &p->inner);
 	if (!p->inner.family)
 		p->gtpu = 0; /* a G-PDU without a parseable inner IP packet */
@@ -301,11 +308,13 @@ int classify(struct __sk_buff *skb)
 			goto nomatch;
 		proto = ((__u16)eth[0] << 8) | eth[1];
 		off += 4;
+		p->vlan = 1;
 	}
 	if (proto == ETH_P_IP || proto == ETH_P_IPV6)
 		parse_ip(skb, off, skb->len, &p->outer);
 	if (p->outer.ports_ok && p->outer.proto == 17 && p->outer.dport == GTPU_PORT)
 		parse_gtpu(skb, p->outer.l4_off + 8, p->outer.l4_end, p);
+	learn_ue(p);
 
 	st = bpf_map_lookup_elem(&active, &zero);
 	if (!st)
@@ -331,11 +340,13 @@ int classify(struct __sk_buff *skb)
 		c->bytes += skb->len;
 	}
 	skb->mark = r->rule_no + 1;
-	return r->action == ACT_DROP ? TC_ACT_SHOT : TC_ACT_OK;
+	return steer(skb, p, r->action, r->ifindex);
 
 nomatch:
 	skb->mark = 0;
 	return TC_ACT_OK;
 }
+
+#include "return_path.h"
 
 char LICENSE[] SEC("license") = "GPL";

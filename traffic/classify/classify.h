@@ -63,6 +63,10 @@ struct rule_entry {
 	__u32 teid;
 	__u8 qfi;
 	__u8 pad[3];
+	/* Where FORWARD_* and DUPLICATE_* send the packet (the app instance's
+	 * interface); 0 leaves steering to a later stage (mark only). Kept in
+	 * the entry so the verdict still needs one lookup. */
+	__u32 ifindex;
 	struct tuple_match outer;
 	struct tuple_match inner;
 };
@@ -71,5 +75,38 @@ struct counter {
 	__u64 packets;
 	__u64 bytes;
 };
+
+/* UE map key: the UE's address, IPv4 as v4-mapped IPv6 (::ffff:a.b.c.d), so
+ * one hash map serves both families. */
+struct ue_key {
+	__u8 addr[16];
+};
+
+/* How to reach a UE through the RAN: the downlink tunnel the gNB set up.
+ * Addresses in network byte order (as on the wire). */
+struct ue_path {
+	__u8 gnb[4];    /* outer destination: the gNB's N3 address */
+	__u8 source[4]; /* outer source: the UPF/N3 address the gNB expects */
+	__u32 teid;     /* downlink TEID, host order */
+	__u8 qfi;
+	__u8 pad[3];
+};
+
+/* Bits of config.flags. */
+#define CFG_LEARN (1u << 0) /* learn UE paths from downlink G-PDUs */
+
+struct config {
+	__u32 flags;
+	/* Interface towards the RAN for encapsulated return traffic: 0 passes the
+	 * packet on (TC_ACT_OK) for the kernel to route, else bpf_redirect_neigh. */
+	__u32 uplink_ifindex;
+};
+
+/* Indexes of the per-CPU stats array. */
+#define STAT_UNKNOWN_UE 0 /* return path: no UE path, dropped */
+#define STAT_STEER_FAIL 1 /* decap/redirect/clone failed: packet not steered */
+#define STAT_ENCAP_FAIL 2 /* return path: encapsulation failed, dropped */
+#define STAT_LEARNED 3    /* UE map writes from downlink G-PDUs */
+#define STAT_MAX 4
 
 #endif

@@ -13,22 +13,34 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type classifyConfig struct {
+	_             structs.HostLayout
+	Flags         uint32
+	UplinkIfindex uint32
+}
+
 type classifyCounter struct {
 	_       structs.HostLayout
 	Packets uint64
 	Bytes   uint64
 }
 
+type classifyOuterSave struct {
+	_ structs.HostLayout
+	B [128]uint8
+}
+
 type classifyRuleEntry struct {
-	_      structs.HostLayout
-	Fields uint32
-	Action uint32
-	RuleNo uint32
-	Teid   uint32
-	Qfi    uint8
-	Pad    [3]uint8
-	Outer  classifyTupleMatch
-	Inner  classifyTupleMatch
+	_       structs.HostLayout
+	Fields  uint32
+	Action  uint32
+	RuleNo  uint32
+	Teid    uint32
+	Qfi     uint8
+	Pad     [3]uint8
+	Ifindex uint32
+	Outer   classifyTupleMatch
+	Inner   classifyTupleMatch
 }
 
 type classifyTupleMatch struct {
@@ -48,14 +60,33 @@ type classifyTupleMatch struct {
 	Pad       uint8
 }
 
+type classifyUeKey struct {
+	_    structs.HostLayout
+	Addr [16]uint8
+}
+
+type classifyUePath struct {
+	_      structs.HostLayout
+	Gnb    [4]uint8
+	Source [4]uint8
+	Teid   uint32
+	Qfi    uint8
+	Pad    [3]uint8
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	classifyMapActive    = "active"
-	classifyMapCounters  = "counters"
-	classifyMapRules     = "rules"
-	classifyProgClassify = "classify"
+	classifyMapActive      = "active"
+	classifyMapCounters    = "counters"
+	classifyMapRules       = "rules"
+	classifyMapScratch     = "scratch"
+	classifyMapSettings    = "settings"
+	classifyMapStats       = "stats"
+	classifyMapUes         = "ues"
+	classifyProgClassify   = "classify"
+	classifyProgReturnPath = "return_path"
 )
 
 // loadClassify returns the embedded CollectionSpec for classify.
@@ -100,7 +131,8 @@ type classifySpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type classifyProgramSpecs struct {
-	Classify *ebpf.ProgramSpec `ebpf:"classify"`
+	Classify   *ebpf.ProgramSpec `ebpf:"classify"`
+	ReturnPath *ebpf.ProgramSpec `ebpf:"return_path"`
 }
 
 // classifyMapSpecs contains maps before they are loaded into the kernel.
@@ -110,6 +142,10 @@ type classifyMapSpecs struct {
 	Active   *ebpf.MapSpec `ebpf:"active"`
 	Counters *ebpf.MapSpec `ebpf:"counters"`
 	Rules    *ebpf.MapSpec `ebpf:"rules"`
+	Scratch  *ebpf.MapSpec `ebpf:"scratch"`
+	Settings *ebpf.MapSpec `ebpf:"settings"`
+	Stats    *ebpf.MapSpec `ebpf:"stats"`
+	Ues      *ebpf.MapSpec `ebpf:"ues"`
 }
 
 // classifyVariableSpecs contains global variables before they are loaded into the kernel.
@@ -141,6 +177,10 @@ type classifyMaps struct {
 	Active   *ebpf.Map `ebpf:"active"`
 	Counters *ebpf.Map `ebpf:"counters"`
 	Rules    *ebpf.Map `ebpf:"rules"`
+	Scratch  *ebpf.Map `ebpf:"scratch"`
+	Settings *ebpf.Map `ebpf:"settings"`
+	Stats    *ebpf.Map `ebpf:"stats"`
+	Ues      *ebpf.Map `ebpf:"ues"`
 }
 
 func (m *classifyMaps) Close() error {
@@ -148,6 +188,10 @@ func (m *classifyMaps) Close() error {
 		m.Active,
 		m.Counters,
 		m.Rules,
+		m.Scratch,
+		m.Settings,
+		m.Stats,
+		m.Ues,
 	)
 }
 
@@ -161,12 +205,14 @@ type classifyVariables struct {
 //
 // It can be passed to loadClassifyObjects or ebpf.CollectionSpec.LoadAndAssign.
 type classifyPrograms struct {
-	Classify *ebpf.Program `ebpf:"classify"`
+	Classify   *ebpf.Program `ebpf:"classify"`
+	ReturnPath *ebpf.Program `ebpf:"return_path"`
 }
 
 func (p *classifyPrograms) Close() error {
 	return _ClassifyClose(
 		p.Classify,
+		p.ReturnPath,
 	)
 }
 

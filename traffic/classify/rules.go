@@ -55,6 +55,17 @@ type Rule struct {
 	Priority int      `json:"priority"` // 0 (highest) to 255
 	Action   Action   `json:"action"`
 	Filters  []Filter `json:"trafficFilter"`
+	// Dest is where FORWARD_* and DUPLICATE_* send matching packets. It is
+	// not MEC 011 (there it is dstInterface, resolved by the platform), so
+	// the agent fills it in from the app instance it runs.
+	Dest Dest `json:"-"`
+}
+
+// Dest is a steering destination: the interface (ifindex) of the app
+// instance's side of the link. Ifindex 0 on a steering action leaves steering
+// to a later stage: the packet passes (TC_ACT_OK) with its mark.
+type Dest struct {
+	Ifindex int
 }
 
 // Filter mirrors MEC 011 TrafficFilter (clause 7.1.5.2). Within a field the
@@ -126,13 +137,16 @@ func Compile(rules []Rule) (*Compiled, error) {
 		if !ok {
 			return nil, fmt.Errorf("%s.action: unknown action %q", path, r.Action)
 		}
+		if r.Dest.Ifindex < 0 || r.Dest.Ifindex > 1<<31-1 {
+			return nil, fmt.Errorf("%s.dest.ifindex: %d is not an interface index", path, r.Dest.Ifindex)
+		}
 		if len(r.Filters) == 0 {
 			return nil, fmt.Errorf("%s.trafficFilter: at least one filter is required", path)
 		}
 		c.rules = append(c.rules, r)
 		for k, f := range r.Filters {
 			fp := fmt.Sprintf("%s.trafficFilter[%d]", path, k)
-			if err := expand(f, fp, uint32(no), act, &c.entries); err != nil {
+			if err := expand(f, fp, uint32(no), act, uint32(r.Dest.Ifindex), &c.entries); err != nil {
 				return nil, err
 			}
 		}
@@ -143,14 +157,14 @@ func Compile(rules []Rule) (*Compiled, error) {
 // portRange is an inclusive range; any is {0, 65535}.
 type portRange struct{ lo, hi uint16 }
 
-func expand(f Filter, path string, no, act uint32, out *[]classifyRuleEntry) error {
+func expand(f Filter, path string, no, act, ifindex uint32, out *[]classifyRuleEntry) error {
 	tunnel := f.TunnelType == "GTP_U" || len(f.Tag) > 0 || f.QCI != nil ||
 		len(f.SrcTunnelAddress)+len(f.TgtTunnelAddress)+len(f.SrcTunnelPort)+len(f.DstTunnelPort) > 0
 	if f.TunnelType != "" && f.TunnelType != "GTP_U" {
 		return fmt.Errorf("%s.tunnelType: %q unsupported (only GTP_U)", path, f.TunnelType)
 	}
 	var base classifyRuleEntry
-	base.Action, base.RuleNo = act, no
+	base.Action, base.RuleNo, base.Ifindex = act, no, ifindex
 	// The UE-facing fields go to the inner tuple of a G-PDU, else the outer.
 	ue, ueBits := &base.Outer, [...]uint32{fOFamily, fOSrc, fODst, fOSport, fODport, fOProto, fOTos}
 	if tunnel {

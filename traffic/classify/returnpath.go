@@ -1,0 +1,142 @@
+package classify
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+
+	"github.com/cilium/ebpf"
+)
+
+// UEPath is how the return path reaches a UE: the downlink GTP-U tunnel the
+// gNB set up for it. GNB and Source must be IPv4 (the return path builds
+// IPv4 outer headers only).
+type UEPath struct {
+	GNB    netip.Addr // outer destination: the gNB's N3 address
+	TEID   uint32     // downlink TEID (allocated by the gNB)
+	QFI    uint8      // QFI for the PDU Session Container, 0-63
+	Source netip.Addr // outer source: the N3 address the gNB expects
+}
+
+// ReturnConfig tunes the return path and learning.
+type ReturnConfig struct {
+	// Learn makes the classify program record, from each downlink G-PDU it
+	// sees (PDU Session Container type 0), the tunnel to its inner
+	// destination in the UE map, replacing what was there.
+	Learn bool
+	// Uplink is the ifindex towards the RAN that encapsulated packets are
+	// redirected to (bpf_redirect_neigh fills the MACs); 0 lets them go on
+	// (TC_ACT_OK) for the kernel to route.
+	Uplink int
+}
+
+// Stats are the steering and return-path event counts since load.
+type Stats struct {
+	DroppedUnknownUE uint64 // return path: destination not in the UE map
+	SteerFailed      uint64 // decap, redirect or clone failed
+	EncapFailed      uint64 // return path: malformed or encapsulation failed, dropped
+	Learned          uint64 // UE map writes from downlink G-PDUs
+}
+
+// ReturnPath is the app-facing tc program: it encapsulates packets towards
+// known UEs and drops the rest.
+func (c *Classifier) ReturnPath() *ebpf.Program { return c.objs.ReturnPath }
+
+// Configure sets learning and the uplink interface.
+func (c *Classifier) Configure(cfg ReturnConfig) error {
+	if cfg.Uplink < 0 || cfg.Uplink > 1<<31-1 {
+		return fmt.Errorf("classify: uplink ifindex %d out of range", cfg.Uplink)
+	}
+	v := classifyConfig{UplinkIfindex: uint32(cfg.Uplink)}
+	if cfg.Learn {
+		v.Flags |= cfgLearn
+	}
+	if err := c.objs.Settings.Put(uint32(0), &v); err != nil {
+		return fmt.Errorf("classify: write config: %w", err)
+	}
+	return nil
+}
+
+// cfgLearn is CFG_LEARN in classify.h.
+const cfgLearn = 1
+
+func ueKey(ue netip.Addr) (classifyUeKey, error) {
+	if !ue.IsValid() || ue.Zone() != "" {
+		return classifyUeKey{}, fmt.Errorf("classify: UE address %q invalid", ue)
+	}
+	// IPv4 as v4-mapped: the C side keys both families in one map.
+	return classifyUeKey{Addr: netip.AddrFrom16(ue.As16()).As16()}, nil
+}
+
+// SetUE installs (or replaces) the tunnel that reaches ue.
+func (c *Classifier) SetUE(ue netip.Addr, p UEPath) error {
+	k, err := ueKey(ue)
+	if err != nil {
+		return err
+	}
+	gnb, src := p.GNB.Unmap(), p.Source.Unmap()
+	if !gnb.Is4() || !src.Is4() {
+		return fmt.Errorf("classify: UE %s: gNB %s and source %s must be IPv4", ue, p.GNB, p.Source)
+	}
+	if p.QFI > 63 {
+		return fmt.Errorf("classify: UE %s: QFI %d not in 0-63", ue, p.QFI)
+	}
+	v := classifyUePath{Gnb: gnb.As4(), Source: src.As4(), Teid: p.TEID, Qfi: p.QFI}
+	if err := c.objs.Ues.Put(&k, &v); err != nil {
+		return fmt.Errorf("classify: set UE %s: %w", ue, err)
+	}
+	return nil
+}
+
+// DeleteUE forgets ue; its return traffic is dropped from then on.
+func (c *Classifier) DeleteUE(ue netip.Addr) error {
+	k, err := ueKey(ue)
+	if err != nil {
+		return err
+	}
+	if err := c.objs.Ues.Delete(&k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("classify: delete UE %s: %w", ue, err)
+	}
+	return nil
+}
+
+// UEs returns the UE map: installed and learnt paths. IPv4 UEs come back as
+// plain IPv4 addresses.
+func (c *Classifier) UEs() (map[netip.Addr]UEPath, error) {
+	out := map[netip.Addr]UEPath{}
+	var k classifyUeKey
+	var v classifyUePath
+	it := c.objs.Ues.Iterate()
+	for it.Next(&k, &v) {
+		out[netip.AddrFrom16(k.Addr).Unmap()] = UEPath{
+			GNB: netip.AddrFrom4(v.Gnb), TEID: v.Teid, QFI: v.Qfi, Source: netip.AddrFrom4(v.Source),
+		}
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("classify: read UE map: %w", err)
+	}
+	return out, nil
+}
+
+// Stats sums the per-CPU event counters.
+func (c *Classifier) Stats() (Stats, error) {
+	var s Stats
+	dst := []*uint64{&s.DroppedUnknownUE, &s.SteerFailed, &s.EncapFailed, &s.Learned}
+	vals := make([]uint64, c.ncpu)
+	for i, d := range dst {
+		if err := c.objs.Stats.Lookup(uint32(i), &vals); err != nil {
+			return Stats{}, fmt.Errorf("classify: read stat %d: %w", i, err)
+		}
+		for _, v := range vals {
+			*d += v
+		}
+	}
+	return s, nil
+}
+
+// DroppedUnknownUE is how many packets the return path dropped because their
+// destination UE was not in the UE map.
+func (c *Classifier) DroppedUnknownUE() (uint64, error) {
+	s, err := c.Stats()
+	return s.DroppedUnknownUE, err
+}
