@@ -100,6 +100,7 @@ fuzz:
 	$(GO) test -run=NONE -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./lab/topology
 	$(GO) test -run=NONE -fuzz='^FuzzDecode$$' -fuzztime=$(FUZZTIME) ./lab/ransim/gtpu
 	$(GO) test -run=NONE -fuzz='^FuzzDecode$$' -fuzztime=$(FUZZTIME) ./latency/stamp
+	$(GO) test -run=NONE -fuzz='^FuzzRulesJSON$$' -fuzztime=$(FUZZTIME) ./traffic/dns
 	$(GO) test -run=NONE -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./lab/ransim/ipv4udp
 
 # bench: the Go benchmarks behind docs/BENCHMARKS.md. bench-latency: the UE-session assignment
