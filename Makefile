@@ -5,7 +5,7 @@ STATE ?= .mecorch
 LISTEN ?= 127.0.0.1:8080
 BIN := bin
 
-.PHONY: generate bench-latency all build run serve test deps vet fuzz bench load failover clean $(LABPKG)
+.PHONY: generate bench-latency bench-classify all build run serve test deps vet fuzz bench load failover clean $(LABPKG)
 
 all: build
 
@@ -110,6 +110,13 @@ bench:
 
 bench-latency:
 	$(GO) test -run=NONE -bench=. -timeout 20m ./latency/assign
+
+# bench-classify: our eBPF classifier against nftables (a linear chain, and a set) on the same frames
+# through a real veth, in one run (root; installs nftables when nft is missing; about 4 minutes).
+bench-classify:
+	@command -v nft >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nftables >/dev/null)
+	$(GO) test ./bench/classifynft/ -run '^$$' -bench BenchmarkClassifyNFT -benchtime 1x -timeout 20m \
+		-args -classifynft.interval=1.5s -classifynft.rounds=3
 
 # load: API throughput of instance creation on each store engine.
 load: build deps
