@@ -55,6 +55,8 @@ type flags struct {
 	cpu, memory, storage                        int64
 	offlineGrace, resync                        time.Duration
 	logMax                                      int64
+	steerIface, coreIface                       string
+	uePrefixes                                  []netip.Prefix
 }
 
 func parse(args []string, stderr io.Writer) (flags, error) {
@@ -88,8 +90,21 @@ func parse(args []string, stderr io.Writer) (flags, error) {
 	fs.DurationVar(&f.offlineGrace, "offline-grace", 5*time.Second, "how long a starting agent waits for mecorch before it runs the desired state kept on disk")
 	fs.DurationVar(&f.resync, "resync", 5*time.Second, "how often instances are checked against the desired state")
 	fs.Int64Var(&f.logMax, "log-max-bytes", 4<<20, "bound of each instance's log file (one older file is kept)")
+	fs.StringVar(&f.steerIface, "steer-iface", "", "interface where the RAN's GTP-U uplink arrives: enforce instances' traffic rules there (eBPF, tcx); empty: no steering")
+	fs.StringVar(&f.coreIface, "core-iface", "", "interface where downlink GTP-U from the core arrives, to learn UE tunnels (needs --steer-iface)")
+	fs.Func("ue-prefix", "a UE address pool, e.g. 10.45.0.0/16 (repeatable): replies of apps to other destinations are not tunnelled", func(v string) error {
+		p, err := netip.ParsePrefix(v)
+		if err != nil {
+			return err
+		}
+		f.uePrefixes = append(f.uePrefixes, p)
+		return nil
+	})
 	if err := fs.Parse(args); err != nil {
 		return f, err
+	}
+	if f.steerIface == "" && (f.coreIface != "" || len(f.uePrefixes) > 0) {
+		return f, errors.New("--core-iface and --ue-prefix need --steer-iface")
 	}
 	var missing []string
 	for name, v := range map[string]string{"--orchestrator": f.orchestrator, "--host-id": f.hostID, "--site": f.site} {
@@ -176,9 +191,21 @@ func run(args []string, stderr io.Writer) error {
 		log.Warn("sweeping leftovers of earlier runs", "err", err)
 	}
 	cancelSweep()
+	var dp agent.Dataplane
+	if f.steerIface != "" {
+		// Not pinned: the links end with this process, and a restarted
+		// agent attaches anew on its first pass (see mec/agent/DATAPLANE.md).
+		steering, err := agent.NewSteering(agent.SteeringConfig{SteerIface: f.steerIface, CoreIface: f.coreIface,
+			UEPrefixes: f.uePrefixes, Networks: rt})
+		if err != nil {
+			return fmt.Errorf("--steer-iface: %w", err)
+		}
+		defer steering.Close()
+		dp = steering
+	}
 	images := agentclient.NewImages(api, f.hostID, filepath.Join(f.stateDir, "images"), tokens, hc)
 	ag, err := agent.New(agent.Config{HostID: f.hostID, AgentVersion: version, StateDir: f.stateDir,
-		Resync: f.resync, OfflineGrace: f.offlineGrace, Restart: apprun.RestartPolicy(f.restart), Logger: log}, rt, images)
+		Resync: f.resync, OfflineGrace: f.offlineGrace, Restart: apprun.RestartPolicy(f.restart), Dataplane: dp, Logger: log}, rt, images)
 	if err != nil {
 		return err
 	}

@@ -42,7 +42,10 @@ type Config struct {
 	OfflineGrace time.Duration
 	// Restart is the restart policy of every instance.
 	Restart apprun.RestartPolicy
-	Logger  *slog.Logger
+	// Dataplane, if set, enforces the running instances' traffic rules
+	// after every pass (see DATAPLANE.md); nil leaves traffic alone.
+	Dataplane Dataplane
+	Logger    *slog.Logger
 }
 
 // Agent applies desired states to a runtime.
@@ -61,6 +64,7 @@ type Agent struct {
 	unsaved  bool                     // desired could not be written to disk yet
 	wg       sync.WaitGroup           // the starts, stops and removes in flight
 	last     string                   // the last report, to tell whether it changed
+	dpErr    string                   // the last Dataplane.Sync error, logged once; reconcile's goroutine only
 
 	kick    chan struct{}
 	changed chan struct{}

@@ -73,11 +73,40 @@ func (a *Agent) reconcile(ctx context.Context) {
 			a.async(ctx, id, "remove", func(ctx context.Context) error { return a.stopAndRemove(ctx, id, defaultGrace) })
 		}
 	}
+	a.syncDataplane(ds, have)
 	a.mu.Lock()
 	if ds.Generation > a.applied {
 		a.applied = ds.Generation
 	}
 	a.mu.Unlock()
+}
+
+// syncDataplane hands the data plane the instances that are wanted Running
+// and run: a starting one joins on the pass its start's end triggers, a
+// stopped one leaves on the next pass. The same error every pass is logged
+// once, so a lasting fault does not flood the log.
+func (a *Agent) syncDataplane(ds *agentproto.DesiredState, have map[string]apprun.Status) {
+	if a.cfg.Dataplane == nil {
+		return
+	}
+	var running []agentproto.DesiredInstance
+	for _, in := range ds.Instances {
+		if in.State == agentproto.ObservedRunning && have[in.ID].State == agentproto.ObservedRunning {
+			running = append(running, in)
+		}
+	}
+	msg := ""
+	if err := a.cfg.Dataplane.Sync(running); err != nil {
+		msg = err.Error()
+	}
+	if msg != a.dpErr {
+		if msg != "" {
+			a.log.Error("data plane", "err", msg)
+		} else {
+			a.log.Info("data plane in sync")
+		}
+		a.dpErr = msg
+	}
 }
 
 func (a *Agent) start(ctx context.Context, in agentproto.DesiredInstance) error {

@@ -116,6 +116,28 @@ func (p *Process) newInstance(id string, addr netip.Addr) *instance {
 
 func (p *Process) nsPath(in *instance) string { return netns.Path(p.cfg.NetnsDir, in.nsName) }
 
+// Network is where an instance's traffic enters and leaves it, for the
+// host's data plane to steer: the host end of its veth (in the namespace of
+// the app bridge, Config.HostNetns), its namespace's path, and the name of
+// its own end there. The names are fixed for the instance's life; whether
+// the links exist is the caller's to find out.
+type Network struct {
+	HostNetns string // empty: the runtime's own
+	HostLink  string
+	Netns     string
+	Link      string
+}
+
+// Network returns the instance's network names, false for an unknown id.
+func (p *Process) Network(id string) (Network, bool) {
+	in := p.lookup(id)
+	if in == nil {
+		return Network{}, false
+	}
+	// eth0: netns.AddVeth's default, which launch does not override.
+	return Network{HostNetns: p.cfg.HostNetns, HostLink: in.veth, Netns: p.nsPath(in), Link: "eth0"}, true
+}
+
 // recover loads the state directory.
 func (p *Process) recover() error {
 	keys, err := subdirs(p.cfg.StateDir)

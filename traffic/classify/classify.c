@@ -340,7 +340,7 @@ int classify(struct __sk_buff *skb)
 		c->bytes += skb->len;
 	}
 	skb->mark = r->rule_no + 1;
-	return steer(skb, p, r->action, r->ifindex);
+	return steer(skb, p, r->action, r->ifindex, r->dmac);
 
 nomatch:
 	skb->mark = 0;

@@ -67,6 +67,11 @@ struct rule_entry {
 	 * interface); 0 leaves steering to a later stage (mark only). Kept in
 	 * the entry so the verdict still needs one lookup. */
 	__u32 ifindex;
+	/* Ethernet destination a FORWARD_DECAPSULATED packet gets before the
+	 * redirect (the app's own MAC); all zero keeps the RAN-side one, which
+	 * the app's stack would drop as addressed to another host. */
+	__u8 dmac[6];
+	__u8 pad2[2];
 	struct tuple_match outer;
 	struct tuple_match inner;
 };
@@ -94,6 +99,14 @@ struct ue_path {
 
 /* Bits of config.flags. */
 #define CFG_LEARN (1u << 0) /* learn UE paths from downlink G-PDUs */
+#define CFG_UE_NETS (1u << 1) /* return path: only destinations in ue_nets are UEs */
+
+/* ue_nets key: an LPM prefix over ue_key's address (IPv4 v4-mapped, so an
+ * IPv4 /n is 96+n bits). */
+struct ue_net {
+	__u32 prefixlen;
+	__u8 addr[16];
+};
 
 struct config {
 	__u32 flags;

@@ -39,6 +39,8 @@ type classifyRuleEntry struct {
 	Qfi     uint8
 	Pad     [3]uint8
 	Ifindex uint32
+	Dmac    [6]uint8
+	Pad2    [2]uint8
 	Outer   classifyTupleMatch
 	Inner   classifyTupleMatch
 }
@@ -65,6 +67,12 @@ type classifyUeKey struct {
 	Addr [16]uint8
 }
 
+type classifyUeNet struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	Addr      [16]uint8
+}
+
 type classifyUePath struct {
 	_      structs.HostLayout
 	Gnb    [4]uint8
@@ -84,6 +92,7 @@ const (
 	classifyMapScratch     = "scratch"
 	classifyMapSettings    = "settings"
 	classifyMapStats       = "stats"
+	classifyMapUeNets      = "ue_nets"
 	classifyMapUes         = "ues"
 	classifyProgClassify   = "classify"
 	classifyProgReturnPath = "return_path"
@@ -145,6 +154,7 @@ type classifyMapSpecs struct {
 	Scratch  *ebpf.MapSpec `ebpf:"scratch"`
 	Settings *ebpf.MapSpec `ebpf:"settings"`
 	Stats    *ebpf.MapSpec `ebpf:"stats"`
+	UeNets   *ebpf.MapSpec `ebpf:"ue_nets"`
 	Ues      *ebpf.MapSpec `ebpf:"ues"`
 }
 
@@ -180,6 +190,7 @@ type classifyMaps struct {
 	Scratch  *ebpf.Map `ebpf:"scratch"`
 	Settings *ebpf.Map `ebpf:"settings"`
 	Stats    *ebpf.Map `ebpf:"stats"`
+	UeNets   *ebpf.Map `ebpf:"ue_nets"`
 	Ues      *ebpf.Map `ebpf:"ues"`
 }
 
@@ -191,6 +202,7 @@ func (m *classifyMaps) Close() error {
 		m.Scratch,
 		m.Settings,
 		m.Stats,
+		m.UeNets,
 		m.Ues,
 	)
 }

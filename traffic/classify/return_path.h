@@ -51,6 +51,14 @@ int return_path(struct __sk_buff *skb)
 		return TC_ACT_OK; /* ARP and other link traffic */
 	}
 
+	cfg = bpf_map_lookup_elem(&settings, &zero);
+	if (cfg && (cfg->flags & CFG_UE_NETS)) {
+		struct ue_net n = {.prefixlen = 128};
+
+		__builtin_memcpy(n.addr, k.addr, 16);
+		if (!bpf_map_lookup_elem(&ue_nets, &n))
+			return TC_ACT_OK; /* not UE traffic: the kernel routes it */
+	}
 	u = bpf_map_lookup_elem(&ues, &k);
 	if (!u) {
 		stat_inc(STAT_UNKNOWN_UE);
@@ -109,7 +117,6 @@ int return_path(struct __sk_buff *skb)
 	et = bpf_htons(ETH_P_IP);
 	if (bpf_skb_store_bytes(skb, ETH_HLEN, o, ENCAP_LEN, 0) || bpf_skb_store_bytes(skb, 12, &et, 2, 0))
 		goto fail;
-	cfg = bpf_map_lookup_elem(&settings, &zero);
 	if (cfg && cfg->uplink_ifindex)
 		/* The neighbour lookup fills in the MACs towards the gNB's next hop,
 		 * which this program cannot know. */

@@ -28,7 +28,16 @@ type ReturnConfig struct {
 	// redirected to (bpf_redirect_neigh fills the MACs); 0 lets them go on
 	// (TC_ACT_OK) for the kernel to route.
 	Uplink int
+	// UEPrefixes, when not empty, are the UE pools (at most 64): the
+	// return path encapsulates only packets towards them and lets every
+	// other destination pass untouched (TC_ACT_OK), so an app can still
+	// reach DNS, the core or the Internet. Empty keeps the strict
+	// behaviour: every IP destination not in the UE map is dropped.
+	UEPrefixes []netip.Prefix
 }
+
+// maxUEPrefixes is ue_nets' max_entries.
+const maxUEPrefixes = 64
 
 // Stats are the steering and return-path event counts since load.
 type Stats struct {
@@ -39,7 +48,8 @@ type Stats struct {
 }
 
 // ReturnPath is the app-facing tc program: it encapsulates packets towards
-// known UEs and drops the rest.
+// known UEs and drops those towards unknown ones (with UEPrefixes: unknown
+// ones inside the UE pools; other destinations pass).
 func (c *Classifier) ReturnPath() *ebpf.Program { return c.objs.ReturnPath }
 
 // Configure sets learning and the uplink interface.
@@ -47,6 +57,26 @@ func (c *Classifier) Configure(cfg ReturnConfig) error {
 	if cfg.Uplink < 0 || cfg.Uplink > 1<<31-1 {
 		return fmt.Errorf("classify: uplink ifindex %d out of range", cfg.Uplink)
 	}
+	if len(cfg.UEPrefixes) > maxUEPrefixes {
+		return fmt.Errorf("classify: %d UE prefixes, at most %d", len(cfg.UEPrefixes), maxUEPrefixes)
+	}
+	want := map[classifyUeNet]bool{}
+	for _, p := range cfg.UEPrefixes {
+		if !p.IsValid() || p.Addr().Zone() != "" {
+			return fmt.Errorf("classify: UE prefix %q invalid", p)
+		}
+		p = p.Masked()
+		bits := p.Bits()
+		if p.Addr().Is4() {
+			bits += 96 // v4-mapped, as the UE map keys them
+		}
+		want[classifyUeNet{Prefixlen: uint32(bits), Addr: netip.AddrFrom16(p.Addr().As16()).As16()}] = true
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	// The gate goes off before the prefixes change and on after, so no
+	// packet is judged against a half-written set: meanwhile it is judged
+	// the strict way (UE map only), which never sends anything raw.
 	v := classifyConfig{UplinkIfindex: uint32(cfg.Uplink)}
 	if cfg.Learn {
 		v.Flags |= cfgLearn
@@ -54,11 +84,42 @@ func (c *Classifier) Configure(cfg ReturnConfig) error {
 	if err := c.objs.Settings.Put(uint32(0), &v); err != nil {
 		return fmt.Errorf("classify: write config: %w", err)
 	}
+	var k classifyUeNet
+	var stale []classifyUeNet
+	var one uint8
+	it := c.objs.UeNets.Iterate()
+	for it.Next(&k, &one) {
+		if !want[k] {
+			stale = append(stale, k)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("classify: read UE prefixes: %w", err)
+	}
+	for _, k := range stale {
+		if err := c.objs.UeNets.Delete(&k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("classify: delete UE prefix: %w", err)
+		}
+	}
+	for k := range want {
+		if err := c.objs.UeNets.Put(&k, uint8(1)); err != nil {
+			return fmt.Errorf("classify: write UE prefix: %w", err)
+		}
+	}
+	if len(want) > 0 {
+		v.Flags |= cfgUENets
+		if err := c.objs.Settings.Put(uint32(0), &v); err != nil {
+			return fmt.Errorf("classify: write config: %w", err)
+		}
+	}
 	return nil
 }
 
-// cfgLearn is CFG_LEARN in classify.h.
-const cfgLearn = 1
+// Bits of config.flags (CFG_* in classify.h).
+const (
+	cfgLearn  = 1
+	cfgUENets = 2
+)
 
 func ueKey(ue netip.Addr) (classifyUeKey, error) {
 	if !ue.IsValid() || ue.Zone() != "" {

@@ -7,6 +7,7 @@ package classify
 import (
 	"encoding/binary"
 	"fmt"
+	"net"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -64,8 +65,14 @@ type Rule struct {
 // Dest is a steering destination: the interface (ifindex) of the app
 // instance's side of the link. Ifindex 0 on a steering action leaves steering
 // to a later stage: the packet passes (TC_ACT_OK) with its mark.
+//
+// MAC, when set, becomes the Ethernet destination of a FORWARD_DECAPSULATED
+// packet: the frame arrives addressed to the RAN-side interface, and the
+// app's stack drops frames addressed to another host. Give the MAC of the
+// app's own end of its veth.
 type Dest struct {
 	Ifindex int
+	MAC     net.HardwareAddr
 }
 
 // Filter mirrors MEC 011 TrafficFilter (clause 7.1.5.2). Within a field the
@@ -140,13 +147,16 @@ func Compile(rules []Rule) (*Compiled, error) {
 		if r.Dest.Ifindex < 0 || r.Dest.Ifindex > 1<<31-1 {
 			return nil, fmt.Errorf("%s.dest.ifindex: %d is not an interface index", path, r.Dest.Ifindex)
 		}
+		if len(r.Dest.MAC) != 0 && len(r.Dest.MAC) != 6 {
+			return nil, fmt.Errorf("%s.dest.mac: %q is not an Ethernet address", path, r.Dest.MAC)
+		}
 		if len(r.Filters) == 0 {
 			return nil, fmt.Errorf("%s.trafficFilter: at least one filter is required", path)
 		}
 		c.rules = append(c.rules, r)
 		for k, f := range r.Filters {
 			fp := fmt.Sprintf("%s.trafficFilter[%d]", path, k)
-			if err := expand(f, fp, uint32(no), act, uint32(r.Dest.Ifindex), &c.entries); err != nil {
+			if err := expand(f, fp, uint32(no), act, r.Dest, &c.entries); err != nil {
 				return nil, err
 			}
 		}
@@ -157,14 +167,15 @@ func Compile(rules []Rule) (*Compiled, error) {
 // portRange is an inclusive range; any is {0, 65535}.
 type portRange struct{ lo, hi uint16 }
 
-func expand(f Filter, path string, no, act, ifindex uint32, out *[]classifyRuleEntry) error {
+func expand(f Filter, path string, no, act uint32, dest Dest, out *[]classifyRuleEntry) error {
 	tunnel := f.TunnelType == "GTP_U" || len(f.Tag) > 0 || f.QCI != nil ||
 		len(f.SrcTunnelAddress)+len(f.TgtTunnelAddress)+len(f.SrcTunnelPort)+len(f.DstTunnelPort) > 0
 	if f.TunnelType != "" && f.TunnelType != "GTP_U" {
 		return fmt.Errorf("%s.tunnelType: %q unsupported (only GTP_U)", path, f.TunnelType)
 	}
 	var base classifyRuleEntry
-	base.Action, base.RuleNo, base.Ifindex = act, no, ifindex
+	base.Action, base.RuleNo, base.Ifindex = act, no, uint32(dest.Ifindex)
+	copy(base.Dmac[:], dest.MAC)
 	// The UE-facing fields go to the inner tuple of a G-PDU, else the outer.
 	ue, ueBits := &base.Outer, [...]uint32{fOFamily, fOSrc, fODst, fOSport, fODport, fOProto, fOTos}
 	if tunnel {

@@ -28,6 +28,17 @@ struct {
 	__type(value, struct config);
 } settings SEC(".maps");
 
+/* The UE pools: with CFG_UE_NETS, the return path treats only destinations
+ * inside them as UE traffic, so an app's other traffic (DNS, the core, the
+ * orchestrator) is routed as usual instead of dropped as an unknown UE. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 64);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct ue_net);
+	__type(value, __u8);
+} ue_nets SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, STAT_MAX);
@@ -163,8 +174,10 @@ broken:
  * keeps the old contract: TC_ACT_OK with the mark for a later stage. A packet
  * that is not a G-PDU is already "decapsulated": *_DECAPSULATED sends it as
  * it is. */
-static __always_inline int steer(struct __sk_buff *skb, const struct pkt *p, __u32 action, __u32 ifindex)
+static __always_inline int steer(struct __sk_buff *skb, const struct pkt *p, __u32 action, __u32 ifindex,
+				 const __u8 *dmac)
 {
+	__u8 mac[6];
 	int err;
 
 	if (action == ACT_DROP)
@@ -188,6 +201,11 @@ static __always_inline int steer(struct __sk_buff *skb, const struct pkt *p, __u
 		if (p->inner.l4_end - p->inner_off + ETH_HLEN < skb->len &&
 		    bpf_skb_change_tail(skb, p->inner.l4_end - p->inner_off + ETH_HLEN, 0))
 			stat_inc(STAT_STEER_FAIL); /* the receiver trims by IP length anyway */
+		/* The frame still names the RAN-side interface: the app's stack
+		 * takes only frames addressed to it. */
+		__builtin_memcpy(mac, dmac, 6);
+		if ((mac[0] | mac[1] | mac[2] | mac[3] | mac[4] | mac[5]) && bpf_skb_store_bytes(skb, 0, mac, 6, 0))
+			stat_inc(STAT_STEER_FAIL);
 		return bpf_redirect(ifindex, 0);
 	case ACT_DUPLICATE_ENCAPSULATED:
 		if (bpf_clone_redirect(skb, ifindex, 0))
