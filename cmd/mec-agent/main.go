@@ -106,6 +106,17 @@ func parse(args []string, stderr io.Writer) (flags, error) {
 	if f.steerIface == "" && (f.coreIface != "" || len(f.uePrefixes) > 0) {
 		return f, errors.New("--core-iface and --ue-prefix need --steer-iface")
 	}
+	// Without UE pools the return path would drop every reply that is
+	// not to a known UE: the apps' DNS, the core, mecorch itself.
+	if f.steerIface != "" && len(f.uePrefixes) == 0 {
+		return f, errors.New("--steer-iface needs at least one --ue-prefix (the UE pools), or apps lose all their other traffic")
+	}
+	// The classifier on the core side would apply the apps' uplink rules
+	// to downlink traffic too; until it runs there in learn-only mode,
+	// UE tunnels are not learnt.
+	if f.coreIface != "" {
+		return f, errors.New("--core-iface is not safe yet: it would apply the apps' traffic rules to downlink traffic")
+	}
 	var missing []string
 	for name, v := range map[string]string{"--orchestrator": f.orchestrator, "--host-id": f.hostID, "--site": f.site} {
 		if v == "" {

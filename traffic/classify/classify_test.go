@@ -207,9 +207,9 @@ func TestInvalidApplyKeepsOldSet(t *testing.T) {
 		t.Fatal(err)
 	}
 	bad := []Rule{
-		{ID: "ok", Action: ActionPassthrough, Filters: []Filter{{}}},
-		{ID: "a", Action: ActionPassthrough, Filters: []Filter{{}}},
-		{ID: "b", Action: ActionPassthrough, Filters: []Filter{{}}},
+		{ID: "ok", Action: ActionPassthrough, Filters: []Filter{{DstPort: []string{"1"}}}},
+		{ID: "a", Action: ActionPassthrough, Filters: []Filter{{DstPort: []string{"2"}}}},
+		{ID: "b", Action: ActionPassthrough, Filters: []Filter{{DstPort: []string{"3"}}}},
 		{ID: "bad", Action: ActionPassthrough, Filters: []Filter{{SrcAddress: []string{"10.0.0.1", "10.0.0.300"}}}},
 	}
 	err := c.Apply(bad)
@@ -230,7 +230,8 @@ func TestCompileErrors(t *testing.T) {
 		{[]Rule{{ID: "r", Action: "BOUNCE", Filters: []Filter{{}}}}, "rules[0].action"},
 		{[]Rule{{ID: "r", Priority: 256, Action: ActionDrop, Filters: []Filter{{}}}}, "rules[0].priority"},
 		{[]Rule{{ID: "r", Action: ActionDrop}}, "rules[0].trafficFilter"},
-		{[]Rule{{ID: "r", Action: ActionDrop, Filters: []Filter{{}}}, {ID: "r", Action: ActionDrop, Filters: []Filter{{}}}}, "rules[1].trafficRuleId"},
+		{[]Rule{{ID: "r", Action: ActionDrop, Filters: []Filter{{DstPort: []string{"1"}}}}, {ID: "r", Action: ActionDrop, Filters: []Filter{{DstPort: []string{"1"}}}}}, "rules[1].trafficRuleId"},
+		{r(Filter{}), "rules[0].trafficFilter[0]: constrains nothing"},
 		{r(Filter{DstPort: []string{"80", "90-10"}}), "rules[0].trafficFilter[0].dstPort[1]"},
 		{r(Filter{Protocol: []string{"QUIC"}}), "trafficFilter[0].protocol[0]"},
 		{r(Filter{Tag: []string{"0x1ffffffff"}}), "trafficFilter[0].tag[0]"},

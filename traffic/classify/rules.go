@@ -156,6 +156,12 @@ func Compile(rules []Rule) (*Compiled, error) {
 		c.rules = append(c.rules, r)
 		for k, f := range r.Filters {
 			fp := fmt.Sprintf("%s.trafficFilter[%d]", path, k)
+			// A filter that constrains nothing would match every frame,
+			// ARP and other apps' traffic included: one AppD could cut
+			// the host off from the RAN.
+			if f.empty() {
+				return nil, fmt.Errorf("%s: constrains nothing (it would match every frame)", fp)
+			}
 			if err := expand(f, fp, uint32(no), act, r.Dest, &c.entries); err != nil {
 				return nil, err
 			}
@@ -458,4 +464,11 @@ func prefixWords(p netip.Prefix) (val, mask [4]uint32) {
 		val[w] = binary.NativeEndian.Uint32(a[w*4:]) & mask[w]
 	}
 	return val, mask
+}
+
+// empty reports whether f constrains nothing.
+func (f Filter) empty() bool {
+	return len(f.SrcAddress) == 0 && len(f.DstAddress) == 0 && len(f.SrcPort) == 0 && len(f.DstPort) == 0 &&
+		len(f.Protocol) == 0 && len(f.Tag) == 0 && len(f.SrcTunnelAddress) == 0 && len(f.TgtTunnelAddress) == 0 &&
+		len(f.SrcTunnelPort) == 0 && len(f.DstTunnelPort) == 0 && f.QCI == nil && f.DSCP == nil && f.TC == nil && f.TunnelType == ""
 }
