@@ -8,7 +8,6 @@ package rttapi
 import (
 	"encoding/json"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/mecorch/mecorch/etsi-api/problem"
@@ -108,11 +107,7 @@ func (h *Handler) pair(kind rttmap.Kind) http.HandlerFunc {
 
 func (h *Handler) history(kind rttmap.Kind) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		a, b := r.PathValue("a"), r.PathValue("b")
-		if kind == rttmap.SiteSite && strings.Compare(a, b) > 0 {
-			a, b = b, a // the map keeps site pairs in order
-		}
-		pts := h.svc.Map().History(kind, a, b)
+		pts := h.svc.Map().History(kind, r.PathValue("a"), r.PathValue("b"))
 		if pts == nil {
 			pts = []rttmap.Point{}
 		}

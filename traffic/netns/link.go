@@ -28,9 +28,9 @@ func VethName(prefix, id string) string {
 	return prefix + hex.EncodeToString(sum[:])[:MaxLinkName-len(prefix)]
 }
 
-// handleAt opens a netlink handle in the namespace mounted on nsPath, or in
-// the current one for an empty path.
-func handleAt(nsPath string) (*netlink.Handle, error) {
+// Handle opens a netlink handle in the namespace mounted on nsPath, or in
+// the current one for an empty path. The caller closes it.
+func Handle(nsPath string) (*netlink.Handle, error) {
 	if nsPath == "" {
 		h, err := netlink.NewHandle()
 		if err != nil {
@@ -78,7 +78,7 @@ func EnsureBridge(nsPath, name string, gateway netip.Prefix) error {
 	if !gateway.IsValid() {
 		return fmt.Errorf("bridge %s: invalid gateway %v", name, gateway)
 	}
-	h, err := handleAt(nsPath)
+	h, err := Handle(nsPath)
 	if err != nil {
 		return err
 	}
@@ -140,7 +140,7 @@ func AddVeth(v Veth) (err error) {
 	if v.PeerName == "" {
 		v.PeerName = "eth0"
 	}
-	h, err := handleAt(v.HostNetns)
+	h, err := Handle(v.HostNetns)
 	if err != nil {
 		return err
 	}
@@ -255,7 +255,7 @@ func configurePeer(ph *netlink.Handle, v Veth) error {
 // DelVeth removes a link (and with a veth, its peer) from the namespace on
 // nsPath ("" for the current one). A missing link is not an error.
 func DelVeth(nsPath, name string) error {
-	h, err := handleAt(nsPath)
+	h, err := Handle(nsPath)
 	if err != nil {
 		return err
 	}
@@ -281,7 +281,7 @@ func delLink(h *netlink.Handle, name string) error {
 // the current one) that start with prefix and, unless linkType is empty,
 // are of that type ("veth", "bridge", ...).
 func Links(nsPath, prefix, linkType string) ([]string, error) {
-	h, err := handleAt(nsPath)
+	h, err := Handle(nsPath)
 	if err != nil {
 		return nil, err
 	}

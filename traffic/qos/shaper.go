@@ -103,35 +103,15 @@ func New(nsPath string, cfg Config) (*Shaper, error) {
 	if err := checkRates(cfg.DefaultRate, cfg.DefaultCeil); err != nil {
 		return nil, fmt.Errorf("qos: default class: %w", err)
 	}
-	h, err := handleAt(nsPath)
+	h, err := netns.Handle(nsPath)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("qos: %w", err)
 	}
 	s := &Shaper{cfg: cfg, nsPath: nsPath, h: h, apps: map[string]app{}, minors: map[uint16]string{}}
 	if err := s.setup(); err != nil {
 		return nil, errors.Join(err, s.Close())
 	}
 	return s, nil
-}
-
-func handleAt(nsPath string) (*netlink.Handle, error) {
-	if nsPath == "" {
-		h, err := netlink.NewHandle()
-		if err != nil {
-			return nil, fmt.Errorf("qos: netlink: %w", err)
-		}
-		return h, nil
-	}
-	ns, err := netns.Open(nsPath)
-	if err != nil {
-		return nil, fmt.Errorf("qos: %w", err)
-	}
-	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns)
-	if err != nil {
-		return nil, fmt.Errorf("qos: netlink in %s: %w", nsPath, err)
-	}
-	return h, nil
 }
 
 func checkRates(rate, ceil uint64) error {

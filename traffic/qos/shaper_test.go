@@ -59,7 +59,7 @@ func pair(t *testing.T, snd []string, rcv string) (sndNS, rcvNS string) {
 
 func nlHandle(t *testing.T, nsPath string) *netlink.Handle {
 	t.Helper()
-	h, err := handleAt(nsPath)
+	h, err := netns.Handle(nsPath)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"slices"
 
+	tnetns "github.com/mecorch/mecorch/traffic/netns"
+
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -111,7 +113,7 @@ func (t *Tunnel) SetPeers(peers []Peer) error {
 	if err != nil {
 		return fmt.Errorf("vxlan %s: peer set refused: %w", t.name, err)
 	}
-	h, err := handleAt(t.nsPath)
+	h, err := tnetns.Handle(t.nsPath)
 	if err != nil {
 		return fmt.Errorf("vxlan %s: %w", t.name, err)
 	}
@@ -148,7 +150,7 @@ func (t *Tunnel) SetPeers(peers []Peer) error {
 // HostID is filled in from the last accepted SetPeers; entries someone
 // else added have none.
 func (t *Tunnel) Peers() ([]Peer, error) {
-	h, err := handleAt(t.nsPath)
+	h, err := tnetns.Handle(t.nsPath)
 	if err != nil {
 		return nil, fmt.Errorf("vxlan %s: %w", t.name, err)
 	}

@@ -126,28 +126,6 @@ func (c Config) withDefaults() (Config, error) {
 	return c, nil
 }
 
-// handleAt opens a netlink handle in the namespace mounted on nsPath, or in
-// the current one for an empty path.
-func handleAt(nsPath string) (*netlink.Handle, error) {
-	if nsPath == "" {
-		h, err := netlink.NewHandle()
-		if err != nil {
-			return nil, fmt.Errorf("netlink handle: %w", err)
-		}
-		return h, nil
-	}
-	ns, err := tnetns.Open(nsPath)
-	if err != nil {
-		return nil, err
-	}
-	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns)
-	if err != nil {
-		return nil, fmt.Errorf("netlink handle in %s: %w", nsPath, err)
-	}
-	return h, nil
-}
-
 func isNotFound(err error) bool {
 	var nf netlink.LinkNotFoundError
 	return errors.As(err, &nf)
@@ -166,7 +144,7 @@ func Ensure(nsPath string, cfg Config) (*Tunnel, error) {
 	if err != nil {
 		return nil, err
 	}
-	h, err := handleAt(nsPath)
+	h, err := tnetns.Handle(nsPath)
 	if err != nil {
 		return nil, fmt.Errorf("vxlan %s: %w", cfg.Name, err)
 	}
@@ -349,7 +327,7 @@ func setMaster(h *netlink.Handle, link netlink.Link, bridge string) error {
 // Delete removes the device, and with it its FDB. A device already gone is
 // not an error.
 func (t *Tunnel) Delete() error {
-	h, err := handleAt(t.nsPath)
+	h, err := tnetns.Handle(t.nsPath)
 	if err != nil {
 		return fmt.Errorf("vxlan %s: %w", t.name, err)
 	}
