@@ -102,6 +102,9 @@ func validate(v any) error {
 		if b.ProbeAddr != "" {
 			c.hostPort("probeAddr", b.ProbeAddr, true)
 		}
+		if b.VTEP != "" {
+			c.addr("vtep", b.VTEP, false)
+		}
 		if len(b.Token) > maxTokenLen {
 			c.add("token", fmt.Sprintf("at most %d bytes", maxTokenLen)) // never the value
 		}
@@ -124,7 +127,11 @@ func validate(v any) error {
 			c.nonNegative(p+".stopGraceSeconds", int64(in.StopGraceSeconds))
 			c.trafficRules(p+".trafficRules", in.TrafficRules)
 			c.dnsRules(p+".dnsRules", in.DNSRules)
+			c.bandwidth(p+".bandwidth", in.Bandwidth)
 		}
+		c.ueTunnels("ueTunnels", b.UETunnels)
+		c.remote("remoteInstances", b.Remote)
+		c.peers("tunnelPeers", b.Peers)
 		return invalid(TypeDesired, c.params)
 	case *Report:
 		// hostId may be empty on HTTP (the path names the host); on the
@@ -141,7 +148,11 @@ func validate(v any) error {
 			c.maxLen(p+".address", in.Address, maxAddrLen)
 			c.nonNegative(p+".restarts", int64(in.Restarts))
 			c.usage(p+".usage", in.Usage)
+			if in.MAC != "" {
+				c.mac(p+".mac", in.MAC)
+			}
 		}
+		c.counters("trafficRuleCounters", b.TrafficRuleCounters)
 		return invalid(TypeStatus, c.params)
 	case *Heartbeat:
 		if b.Time.IsZero() {

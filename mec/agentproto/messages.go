@@ -60,6 +60,9 @@ type Hello struct {
 	// ("":862") means the address the agent reaches mecorch from, as
 	// mecorch sees it.
 	ProbeAddr string `json:"probeAddr,omitempty"`
+	// VTEP is the agent's VXLAN underlay address (--vtep): other hosts
+	// reach its instances through it. Empty: no overlay on this host.
+	VTEP string `json:"vtep,omitempty"`
 	// Token is the agent's bearer token on transports without HTTP headers
 	// (SCTP); empty on websocket, where it rides on the upgrade request.
 	// Hello's String and LogValue leave it out: it must never be logged.
@@ -85,6 +88,8 @@ type DesiredInstance struct {
 	// enforce while the instance runs.
 	TrafficRules []TrafficRule `json:"trafficRules,omitempty"`
 	DNSRules     []DNSRule     `json:"dnsRules,omitempty"`
+	// Bandwidth shapes the instance's interface (nil: not shaped).
+	Bandwidth *Bandwidth `json:"bandwidth,omitempty"`
 }
 
 // TrafficRule is a MEC 011 TrafficRule as the agent enforces it. Actions
@@ -143,6 +148,14 @@ type DesiredState struct {
 	HostID     string            `json:"hostId"`
 	Generation int64             `json:"generation"`
 	Instances  []DesiredInstance `json:"instances"`
+	// UETunnels are the UE tunnels the operator provisioned, for every
+	// host's return path (learnt ones are the agent's own).
+	UETunnels []UETunnel `json:"ueTunnels,omitempty"`
+	// Remote are instances on other hosts this host steers to over VXLAN,
+	// for apps with traffic rules and no instance running here.
+	Remote []RemoteInstance `json:"remoteInstances,omitempty"`
+	// Peers are the other hosts with a VXLAN endpoint (Hello.VTEP).
+	Peers []TunnelPeer `json:"tunnelPeers,omitempty"`
 }
 
 // Observed instance states.
@@ -164,6 +177,7 @@ type InstanceStatus struct {
 	State    string `json:"state"` // Running, Stopped or Failed; an instance not listed is absent
 	Message  string `json:"message,omitempty"`
 	Address  string `json:"address,omitempty"` // the instance's address on the host's app bridge
+	MAC      string `json:"mac,omitempty"`     // its interface's Ethernet address (for VXLAN steering from other hosts)
 	Restarts int    `json:"restarts,omitempty"`
 	Usage    *Usage `json:"usage,omitempty"`
 }
@@ -176,6 +190,10 @@ type Report struct {
 	AgentVersion string           `json:"agentVersion,omitempty"`
 	Instances    []InstanceStatus `json:"instances"`
 	Usage        *Usage           `json:"usage,omitempty"`
+	// TrafficRuleCounters and DataPlane are the host data plane's counts
+	// (absent without one).
+	TrafficRuleCounters []RuleCounter   `json:"trafficRuleCounters,omitempty"`
+	DataPlane           *DataPlaneStats `json:"dataPlane,omitempty"`
 }
 
 // Heartbeat says the agent is alive between reports.
