@@ -50,6 +50,9 @@ type RemoteInstance struct {
 	VTEP         string        `json:"vtep"` // the host's underlay address
 	MAC          string        `json:"mac"`  // the instance's own interface
 	TrafficRules []TrafficRule `json:"trafficRules"`
+	// DNSRules are the app's, so that this host's DNS responder answers
+	// for it too (the service addresses are the app's, not the instance's).
+	DNSRules []DNSRule `json:"dnsRules,omitempty"`
 }
 
 // TunnelPeer is another host with a VXLAN endpoint.
@@ -161,6 +164,7 @@ func (c *checker) remote(path string, rs []RemoteInstance) {
 		c.addr(p+".vtep", r.VTEP, false)
 		c.mac(p+".mac", r.MAC)
 		c.trafficRules(p+".trafficRules", r.TrafficRules)
+		c.dnsRules(p+".dnsRules", r.DNSRules)
 	}
 }
 
