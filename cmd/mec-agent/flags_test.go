@@ -7,8 +7,8 @@ import (
 )
 
 // TestSteeringFlags: steering needs the UE pools (without them every
-// reply not to a known UE would be dropped), and the core-side learning
-// is refused until it is safe.
+// reply not to a known UE would be dropped); the overlay, the core side and
+// the DNS responder need steering; the pin directory defaults per host.
 func TestSteeringFlags(t *testing.T) {
 	base := []string{"--orchestrator", "http://127.0.0.1:8080", "--host-id", "h", "--site", "s", "--token-file", "/dev/null"}
 	cases := []struct {
@@ -19,8 +19,15 @@ func TestSteeringFlags(t *testing.T) {
 		{[]string{"--steer-iface", "eth2", "--ue-prefix", "10.45.0.0/16"}, ""},
 		{[]string{"--steer-iface", "eth2"}, "needs at least one --ue-prefix"},
 		{[]string{"--ue-prefix", "10.45.0.0/16"}, "need --steer-iface"},
-		{[]string{"--steer-iface", "eth2", "--ue-prefix", "10.45.0.0/16", "--core-iface", "eth1"}, "not safe yet"},
+		{[]string{"--steer-iface", "eth2", "--ue-prefix", "10.45.0.0/16", "--core-iface", "eth1"}, ""},
+		{[]string{"--steer-iface", "eth2", "--ue-prefix", "10.45.0.0/16", "--core-iface", "eth2"}, "must differ"},
 		{[]string{"--steer-iface", "eth2", "--ue-prefix", "10.45.0.0"}, "ue-prefix"},
+		{[]string{"--vtep", "10.0.1.2"}, "need --steer-iface"},
+		{[]string{"--steer-iface", "eth2", "--ue-prefix", "10.45.0.0/16", "--vtep", "224.0.0.1"}, "unicast"},
+		{[]string{"--steer-iface", "eth2", "--ue-prefix", "10.45.0.0/16", "--vni", "0"}, "--vni"},
+		{[]string{"--steer-iface", "eth2", "--ue-prefix", "10.45.0.0/16", "--ue-dns", "10.100.2.53"}, "--dns-upstream"},
+		{[]string{"--steer-iface", "eth2", "--ue-prefix", "10.45.0.0/16", "--ue-dns", "10.100.2.53", "--dns-upstream", "10.100.2.54:53"}, ""},
+		{[]string{"--steer-iface", "eth2", "--ue-prefix", "10.45.0.0/16", "--bpf-pin-dir", "rel/dir"}, "absolute"},
 	}
 	for _, tc := range cases {
 		_, err := parse(append(append([]string{}, base...), tc.extra...), io.Discard)
@@ -30,5 +37,25 @@ func TestSteeringFlags(t *testing.T) {
 		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
 			t.Errorf("%v: err = %v, want %q", tc.extra, err, tc.err)
 		}
+	}
+}
+
+// TestPinDirDefault: pins go per host under bpffs, "off" turns them off.
+func TestPinDirDefault(t *testing.T) {
+	base := []string{"--orchestrator", "http://127.0.0.1:8080", "--host-id", "edge7", "--site", "s", "--token-file", "/dev/null",
+		"--steer-iface", "eth2", "--ue-prefix", "10.45.0.0/16"}
+	f, err := parse(base, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := f.dp.pins(); got != "/sys/fs/bpf/mecorch/edge7" {
+		t.Errorf("default pin dir %q", got)
+	}
+	f, err = parse(append(base, "--bpf-pin-dir", "off"), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := f.dp.pins(); got != "" {
+		t.Errorf("--bpf-pin-dir off: pin dir %q", got)
 	}
 }

@@ -55,8 +55,7 @@ type flags struct {
 	cpu, memory, storage                        int64
 	offlineGrace, resync                        time.Duration
 	logMax                                      int64
-	steerIface, coreIface                       string
-	uePrefixes                                  []netip.Prefix
+	dp                                          dpFlags
 }
 
 func parse(args []string, stderr io.Writer) (flags, error) {
@@ -90,38 +89,18 @@ func parse(args []string, stderr io.Writer) (flags, error) {
 	fs.DurationVar(&f.offlineGrace, "offline-grace", 5*time.Second, "how long a starting agent waits for mecorch before it runs the desired state kept on disk")
 	fs.DurationVar(&f.resync, "resync", 5*time.Second, "how often instances are checked against the desired state")
 	fs.Int64Var(&f.logMax, "log-max-bytes", 4<<20, "bound of each instance's log file (one older file is kept)")
-	fs.StringVar(&f.steerIface, "steer-iface", "", "interface where the RAN's GTP-U uplink arrives: enforce instances' traffic rules there (eBPF, tcx); empty: no steering")
-	fs.StringVar(&f.coreIface, "core-iface", "", "interface where downlink GTP-U from the core arrives, to learn UE tunnels (needs --steer-iface)")
-	fs.Func("ue-prefix", "a UE address pool, e.g. 10.45.0.0/16 (repeatable): replies of apps to other destinations are not tunnelled", func(v string) error {
-		p, err := netip.ParsePrefix(v)
-		if err != nil {
-			return err
-		}
-		f.uePrefixes = append(f.uePrefixes, p)
-		return nil
-	})
+	f.dp.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return f, err
-	}
-	if f.steerIface == "" && (f.coreIface != "" || len(f.uePrefixes) > 0) {
-		return f, errors.New("--core-iface and --ue-prefix need --steer-iface")
-	}
-	// Without UE pools the return path would drop every reply that is
-	// not to a known UE: the apps' DNS, the core, mecorch itself.
-	if f.steerIface != "" && len(f.uePrefixes) == 0 {
-		return f, errors.New("--steer-iface needs at least one --ue-prefix (the UE pools), or apps lose all their other traffic")
-	}
-	// The classifier on the core side would apply the apps' uplink rules
-	// to downlink traffic too; until it runs there in learn-only mode,
-	// UE tunnels are not learnt.
-	if f.coreIface != "" {
-		return f, errors.New("--core-iface is not safe yet: it would apply the apps' traffic rules to downlink traffic")
 	}
 	var missing []string
 	for name, v := range map[string]string{"--orchestrator": f.orchestrator, "--host-id": f.hostID, "--site": f.site} {
 		if v == "" {
 			missing = append(missing, name)
 		}
+	}
+	if err := f.dp.check(f.hostID); err != nil {
+		return f, err
 	}
 	if f.stampMode != "auto" && f.stampMode != "user" {
 		return f, fmt.Errorf("--stamp-mode %q: want auto or user", f.stampMode)
@@ -203,14 +182,13 @@ func run(args []string, stderr io.Writer) error {
 	}
 	cancelSweep()
 	var dp agent.Dataplane
-	if f.steerIface != "" {
-		// Not pinned: the links end with this process, and a restarted
-		// agent attaches anew on its first pass (see mec/agent/DATAPLANE.md).
-		steering, err := agent.NewSteering(agent.SteeringConfig{SteerIface: f.steerIface, CoreIface: f.coreIface,
-			UEPrefixes: f.uePrefixes, Networks: rt})
-		if err != nil {
-			return fmt.Errorf("--steer-iface: %w", err)
-		}
+	steering, err := newDataplane(f.dp, rt, f.bridge, f.netnsDir, f.nsPrefx, log)
+	if err != nil {
+		return fmt.Errorf("data plane: %w", err)
+	}
+	if steering != nil {
+		// With pinning, Close lets go without detaching: a restarted agent
+		// takes the programs and maps over (mec/agent/DATAPLANE.md).
 		defer steering.Close()
 		dp = steering
 	}
@@ -229,7 +207,7 @@ func run(args []string, stderr io.Writer) error {
 		local = append(local, a)
 	}
 	chCfg := agentclient.Config{URL: wsURL, HostID: f.hostID, SiteID: f.site, AgentVersion: version,
-		Capacity: capacity, Labels: labels, TLS: tlsCfg, SCTPLocal: local, Logger: log}
+		Capacity: capacity, Labels: labels, TLS: tlsCfg, SCTPLocal: local, VTEP: f.dp.vtep, Logger: log}
 	var prober *agent.Prober
 	if f.stampListen != "off" {
 		// Probing is an extra: an agent that cannot bind its reflector
@@ -257,6 +235,15 @@ func run(args []string, stderr io.Writer) error {
 	if prober != nil {
 		wg.Add(1)
 		go func() { defer wg.Done(); _ = prober.Run(ctx) }()
+	}
+	if f.dp.metricsListen != "" {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := serveMetrics(ctx, f.dp.metricsListen, steering, log); err != nil {
+				log.Error("metrics", "err", err)
+			}
+		}()
 	}
 	wg.Wait()
 	// The instances keep running: an agent stopped for an upgrade must not

@@ -53,6 +53,9 @@ type Config struct {
 	// windows are sent as RTT reports. Nil: the host is not probed and
 	// mecorch sends it no plan.
 	Prober Prober
+	// VTEP is the host's VXLAN underlay address for the hello (empty:
+	// no overlay here).
+	VTEP   string
 	Logger *slog.Logger
 }
 
@@ -198,7 +201,7 @@ func (c *Client) session(ctx context.Context) error {
 		return conn.Send(ctx, f)
 	}
 	hello := agentproto.Hello{HostID: c.cfg.HostID, SiteID: c.cfg.SiteID, AgentVersion: c.cfg.AgentVersion,
-		Capacity: c.cfg.Capacity, Labels: c.cfg.Labels, Generation: c.ag.Generation()}
+		Capacity: c.cfg.Capacity, Labels: c.cfg.Labels, Generation: c.ag.Generation(), VTEP: c.cfg.VTEP}
 	if strings.HasPrefix(c.cfg.URL, "sctp://") {
 		hello.Token = token
 	}

@@ -241,6 +241,15 @@ func (a *Agent) Report() agentproto.Report {
 	if used != (agentproto.Usage{}) {
 		r.Usage = &used
 	}
+	if dp := a.cfg.Dataplane; dp != nil {
+		macs := dp.MACs()
+		for i := range r.Instances {
+			if m, ok := macs[r.Instances[i].ID]; ok {
+				r.Instances[i].MAC = m.String()
+			}
+		}
+		r.TrafficRuleCounters, r.DataPlane = dp.Report()
+	}
 	return r
 }
 

@@ -1,13 +1,17 @@
 package agent
 
 import (
-	"encoding/json"
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/cilium/ebpf"
@@ -18,13 +22,26 @@ import (
 	"github.com/mecorch/mecorch/mec/apprun"
 	"github.com/mecorch/mecorch/traffic/classify"
 	"github.com/mecorch/mecorch/traffic/netns"
+	"github.com/mecorch/mecorch/traffic/vxlan"
 )
 
 // Dataplane enforces the traffic rules of the instances that run. The agent
-// calls Sync after every reconcile pass with the instances that are both
-// desired and observed Running; Sync must be cheap when nothing changed.
+// calls Sync after every reconcile pass; Sync must be cheap when nothing
+// changed. Report and MACs feed the agent's report to mecorch.
 type Dataplane interface {
-	Sync(running []agentproto.DesiredInstance) error
+	Sync(DataplaneState) error
+	Report() ([]agentproto.RuleCounter, *agentproto.DataPlaneStats)
+	MACs() map[string]net.HardwareAddr // running instances' own MACs, by instance ID
+}
+
+// DataplaneState is what the data plane must serve: the instances both
+// desired and observed Running, and the host-wide parts of the desired
+// state.
+type DataplaneState struct {
+	Running   []agentproto.DesiredInstance
+	UETunnels []agentproto.UETunnel
+	Remote    []agentproto.RemoteInstance
+	Peers     []agentproto.TunnelPeer
 }
 
 // Networks finds an instance's links; *apprun.Process is one.
@@ -35,38 +52,64 @@ type Networks interface {
 // SteeringConfig shapes a Steering.
 type SteeringConfig struct {
 	// SteerIface is where the RAN's GTP-U uplink arrives: the classifier
-	// runs at its tcx ingress, and the return path sends UE-bound traffic
-	// out of it. Required.
+	// runs at its tcx ingress. Required.
 	SteerIface string
-	// CoreIface, if set, is where downlink GTP-U from the core arrives: the
-	// classifier runs there too, so that UE tunnels are learnt from it.
+	// CoreIface, if set, is where downlink GTP-U from the core arrives: a
+	// learn-only program there records each UE's tunnel (gNB, TEID, QFI)
+	// and changes nothing.
 	CoreIface string
 	// UEPrefixes are the UE pools. Replies of an app to other destinations
 	// (DNS, the core) pass the return path untouched; empty means every
 	// destination not a known UE is dropped there.
 	UEPrefixes []netip.Prefix
-	// HostNetns is the namespace holding SteerIface, CoreIface and the host
-	// ends of the instances' veths (a redirect cannot cross namespaces);
-	// empty for the agent's own.
+	// HostNetns is the namespace holding the interfaces, the app bridge and
+	// the host ends of the instances' veths (a redirect cannot cross
+	// namespaces); empty for the agent's own.
 	HostNetns string
 	Networks  Networks
+	// PinDir, if set, is a bpffs directory where the classifier's maps and
+	// tcx links are pinned, so that a restarted agent takes them over
+	// without a gap. Empty: nothing is pinned, and steering stops with the
+	// process.
+	PinDir string
+	// VTEP, if valid, is this host's VXLAN underlay address: a VXLAN
+	// device (VNI, port 4789) on Bridge carries steered traffic to
+	// instances on other hosts and brings theirs here.
+	VTEP   netip.Addr
+	VNI    uint32
+	Bridge string
+	// DNS, if set, runs the edge DNS responder (see DATAPLANE.md).
+	DNS    *DNSConfig
+	Logger *slog.Logger
 }
 
 // Steering is the Dataplane over traffic/classify: one classifier for the
-// host, attached with tcx at ingress of the steering (and core) interface,
-// and its return path at ingress of each running instance's host-side veth.
-// The links are not pinned: they go away with the agent's process (see
-// DATAPLANE.md).
+// host, attached with tcx at ingress of the steering interface (and the
+// learn-only program at the core interface), its return path at ingress of
+// each running instance's host-side veth, the VXLAN overlay, per-instance
+// shaping and the DNS responder.
 type Steering struct {
 	cfg    SteeringConfig
+	log    *slog.Logger
 	cls    *classify.Classifier
 	ifaces []link.Link // SteerIface, CoreIface
+	tun    *vxlan.Tunnel
+	qos    *qosSet
+	dns    *dnsEdge
+	mtu    int // instances' MTU: the steering interface's less the GTP-U overhead
+	cancel context.CancelFunc
 
-	mu      sync.Mutex
-	inst    map[string]*steered // running instances, by id
-	applied string              // key of the rule set in force
-	refused string              // key of the last set Apply refused
-	refErr  error               // why
+	mu       sync.Mutex
+	inst     map[string]*steered // running instances, by id
+	remote   map[string]bool     // rule IDs of the remote instances' rules in force
+	applied  string              // key of the rule set in force
+	appliedI []string            // instance IDs (local and remote) whose rules are in force
+	refused  string              // key of the last set Apply refused
+	refErr   error               // why
+	ues      map[netip.Addr]classify.UEPath
+	overlay  string // key of the peer and MAC sets in force
+	dnsKey   string
+	swept    bool // stale pinned return paths removed
 }
 
 // steered is what Steering did for one instance.
@@ -75,51 +118,147 @@ type steered struct {
 	mac     net.HardwareAddr // its own end's, the Ethernet destination of steered packets
 	ret     link.Link        // the return path at ingress of ifindex
 	addrs   []netip.Addr     // service addresses put on its lo
+	mtuSet  bool
 }
 
-// NewSteering loads the classifier and attaches it. Nothing is steered
-// before the first Sync.
-func NewSteering(cfg SteeringConfig) (*Steering, error) {
+// encapOverhead is what the return path adds: outer IPv4, UDP, GTP-U with
+// the PDU Session Container.
+const encapOverhead = 44
+
+// NewSteering loads (or, with PinDir, takes over) the classifier and
+// attaches it. Nothing new is steered before the first Sync.
+func NewSteering(cfg SteeringConfig) (s *Steering, err error) {
 	if cfg.SteerIface == "" || cfg.Networks == nil {
 		return nil, errors.New("steering: SteerIface and Networks are required")
 	}
-	cls, err := classify.New()
+	if cfg.VTEP.IsValid() && cfg.Bridge == "" {
+		return nil, errors.New("steering: a VTEP needs the app bridge")
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.PinDir != "" {
+		if err := os.MkdirAll(cfg.PinDir, 0o700); err != nil {
+			return nil, fmt.Errorf("steering: pin dir: %w", err)
+		}
+	}
+	cls, reused, err := classify.Open(classify.Options{PinDir: cfg.PinDir})
 	if err != nil {
 		return nil, err
 	}
-	s := &Steering{cfg: cfg, cls: cls, inst: map[string]*steered{}}
-	uplink := 0
-	for _, name := range []string{cfg.SteerIface, cfg.CoreIface} {
+	if cfg.PinDir != "" {
+		log.Info("classifier maps", "pinDir", cfg.PinDir, "reused", reused)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s = &Steering{cfg: cfg, log: log, cls: cls, inst: map[string]*steered{}, remote: map[string]bool{},
+		ues: map[netip.Addr]classify.UEPath{}, qos: newQoSSet(log), cancel: cancel}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	var uplinkMTU int
+	for i, name := range []string{cfg.SteerIface, cfg.CoreIface} {
 		if name == "" {
 			continue
 		}
+		prog, pin := cls.Program(), "steer"
+		if i == 1 {
+			prog, pin = cls.LearnProgram(), "learn"
+		}
 		var l link.Link
-		var idx int
 		err := netns.Do(cfg.HostNetns, func() error {
 			lk, err := netlink.LinkByName(name)
 			if err != nil {
 				return err
 			}
-			idx = lk.Attrs().Index
-			l, err = link.AttachTCX(link.TCXOptions{Interface: idx, Program: cls.Program(), Attach: ebpf.AttachTCXIngress})
+			if i == 0 {
+				uplinkMTU = lk.Attrs().MTU
+			}
+			l, err = s.attach(prog, lk.Attrs().Index, pin)
 			return err
 		})
 		if err != nil {
-			s.Close()
 			return nil, fmt.Errorf("steering: attach tcx on %s: %w", name, err)
-		}
-		if uplink == 0 {
-			uplink = idx
 		}
 		s.ifaces = append(s.ifaces, l)
 	}
-	// Learning is harmless where no downlink arrives (it keys on the PDU
-	// Session Container's DL type), so it is on whether or not CoreIface is.
-	if err := cls.Configure(classify.ReturnConfig{Learn: true, Uplink: uplink, UEPrefixes: cfg.UEPrefixes}); err != nil {
-		s.Close()
+	s.mtu = uplinkMTU - encapOverhead
+	// Route: encapsulated replies go where the routing table says the
+	// UE's gNB is, out of the RAN side here or (for an instance serving
+	// another site over the overlay) across the backhaul.
+	if err := cls.Configure(classify.ReturnConfig{Learn: cfg.CoreIface != "", Route: true, UEPrefixes: cfg.UEPrefixes, UplinkMTU: uplinkMTU}); err != nil {
 		return nil, err
 	}
+	if cfg.VTEP.IsValid() {
+		vni := cfg.VNI
+		if vni == 0 {
+			vni = DefaultVNI
+		}
+		if s.tun, err = vxlan.Ensure(cfg.HostNetns, vxlan.Config{VNI: vni, Local: cfg.VTEP, Bridge: cfg.Bridge, Logger: log}); err != nil {
+			return nil, fmt.Errorf("steering: %w", err)
+		}
+	}
+	if cfg.DNS != nil {
+		d := *cfg.DNS
+		d.HostNetns, d.Logger = cfg.HostNetns, log
+		if s.dns, err = newDNSEdge(ctx, d); err != nil {
+			return nil, fmt.Errorf("steering: DNS responder: %w", err)
+		}
+		err := netns.Do(cfg.HostNetns, func() error {
+			lk, err := netlink.LinkByIndex(s.dns.HostIfindex())
+			if err != nil {
+				return err
+			}
+			if err := routeFrom("", lk.Attrs().Name); err != nil {
+				return err
+			}
+			l, err := s.attach(cls.ReturnPath(), s.dns.HostIfindex(), "ret-dns")
+			if err == nil {
+				s.ifaces = append(s.ifaces, l)
+			}
+			return err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("steering: DNS responder's return path: %w", err)
+		}
+	}
 	return s, nil
+}
+
+// DefaultVNI is the overlay's VNI when none is configured.
+const DefaultVNI = 4242
+
+// attach attaches prog at tcx ingress of ifindex (in the current
+// namespace), pinned under name when pinning is on.
+func (s *Steering) attach(prog *ebpf.Program, ifindex int, name string) (link.Link, error) {
+	if s.cfg.PinDir == "" {
+		return link.AttachTCX(link.TCXOptions{Interface: ifindex, Program: prog, Attach: ebpf.AttachTCXIngress})
+	}
+	return classify.AttachPinned(prog, ifindex, ebpf.AttachTCXIngress, filepath.Join(s.cfg.PinDir, name))
+}
+
+// detach removes a link for good: unpinned first, or it would outlive us.
+func detach(l link.Link) error {
+	if l == nil {
+		return nil
+	}
+	// Unpin on a link never pinned is a no-op.
+	if err := l.Unpin(); err != nil {
+		return err
+	}
+	return l.Close()
+}
+
+// retPin names the pinned return path of an instance.
+func retPin(id string) string {
+	return "ret-" + strings.Map(func(r rune) rune {
+		if r == '/' || r == '.' || r < ' ' {
+			return '_'
+		}
+		return r
+	}, id)
 }
 
 // Classifier gives access to counters, stats and the UE map.
@@ -128,7 +267,9 @@ func (s *Steering) Classifier() *classify.Classifier { return s.cls }
 // Counters are the per-rule counts, keyed "<instance>/<trafficRuleId>".
 func (s *Steering) Counters() (map[string]classify.Counter, error) { return s.cls.Counters() }
 
-// Close detaches everything and unloads the classifier.
+// Close lets go of everything this process holds. With pinning, the
+// classifier keeps steering (a restarted agent takes it over); without, the
+// links go with it. Shapers and the DNS responder are this process's.
 func (s *Steering) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -143,125 +284,131 @@ func (s *Steering) Close() error {
 		errs = append(errs, l.Close())
 	}
 	s.ifaces = nil
+	errs = append(errs, s.qos.close())
+	if s.dns != nil {
+		errs = append(errs, s.dns.close())
+	}
+	s.cancel()
 	errs = append(errs, s.cls.Close())
 	return errors.Join(errs...)
 }
 
-// Sync makes the data plane serve exactly the running instances: each one
-// gets its return path and service addresses, and their rules are applied
-// as one set. An instance that cannot be set up (or whose rules are invalid)
-// is left out, with an error, and the others go on; a set the classifier
-// refuses leaves the one in force.
-func (s *Steering) Sync(running []agentproto.DesiredInstance) error {
+// Sync makes the data plane serve exactly what st says: each running
+// instance gets its return path, service addresses and shaping; the local
+// and remote instances' rules are applied as one set; the provisioned UE
+// tunnels, the overlay and the DNS responder follow. An instance that
+// cannot be set up (or whose rules are invalid) is left out, with an
+// error, and the others go on.
+func (s *Steering) Sync(st DataplaneState) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	running = slices.Clone(running)
+	running := slices.Clone(st.Running)
 	sort.Slice(running, func(i, j int) bool { return running[i].ID < running[j].ID })
 	var errs []error
-	var rules []classify.Rule
+	var sets []ruleSet
 	keep := map[string]bool{}
+	var dnsRules []agentproto.DNSRule
 	for _, in := range running {
-		st, err := s.prepare(in)
+		stt, err := s.prepare(in)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("instance %s: %w", in.ID, err))
 			continue
 		}
 		keep[in.ID] = true
-		rs := instanceRules(in, st)
+		dnsRules = append(dnsRules, in.DNSRules...)
+		rs := instanceRules(in.ID, in.TrafficRules, classify.Dest{Ifindex: stt.ifindex, MAC: stt.mac})
 		// Checked alone first, so that one app's bad rule does not hold up
 		// every other app's.
 		if _, err := classify.Compile(rs); err != nil {
 			errs = append(errs, fmt.Errorf("instance %s: traffic rules: %w", in.ID, err))
 			continue
 		}
-		rules = append(rules, rs...)
+		sets = append(sets, ruleSet{id: in.ID, rules: rs})
 	}
-	if err := s.apply(rules); err != nil {
+	remoteSets, macs, err := s.remoteRules(st.Remote, keep)
+	if err != nil {
 		errs = append(errs, err)
 	}
-	// Return paths go after the rules, so no packet is steered to an
-	// instance whose replies would no longer be encapsulated.
-	for id, st := range s.inst {
-		if !keep[id] {
-			if st.ret != nil {
-				if err := st.ret.Close(); err != nil {
-					errs = append(errs, fmt.Errorf("instance %s: detach return path: %w", id, err))
-				}
-			}
-			delete(s.inst, id)
+	for _, r := range st.Remote {
+		if !keep[r.ID] {
+			dnsRules = append(dnsRules, r.DNSRules...)
 		}
+	}
+	if err := s.syncOverlay(st.Peers, macs); err != nil {
+		errs = append(errs, err)
+	}
+	if err := s.applySets(append(sets, remoteSets...)); err != nil {
+		errs = append(errs, err)
+	}
+	// Return paths and shapers go after the rules, so no packet is steered
+	// to an instance whose replies would no longer be encapsulated.
+	for id, stt := range s.inst {
+		if keep[id] {
+			continue
+		}
+		if err := detach(stt.ret); err != nil {
+			errs = append(errs, fmt.Errorf("instance %s: detach return path: %w", id, err))
+		}
+		if err := s.qos.remove(id); err != nil {
+			errs = append(errs, fmt.Errorf("instance %s: %w", id, err))
+		}
+		delete(s.inst, id)
+	}
+	if !s.swept {
+		errs = append(errs, s.sweepPins(keep))
+		s.swept = true
+	}
+	if err := s.syncUEs(st.UETunnels); err != nil {
+		errs = append(errs, err)
+	}
+	if err := s.syncDNS(dnsRules); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
 
-// apply installs rules unless they are what is in force, or what was
-// refused last time (a refused set is refused again: no point in retrying
-// until it changes).
-func (s *Steering) apply(rules []classify.Rule) error {
-	key, err := ruleKey(rules)
-	if err != nil {
-		return err
-	}
-	switch key {
-	case s.applied:
+// sweepPins removes the pinned return paths of instances a previous agent
+// served and this one does not (they were removed while it was down).
+func (s *Steering) sweepPins(keep map[string]bool) error {
+	if s.cfg.PinDir == "" {
 		return nil
-	case s.refused:
-		return s.refErr
 	}
-	if err := s.cls.Apply(rules); err != nil {
-		s.refused, s.refErr = key, fmt.Errorf("traffic rules refused, the previous set stays: %w", err)
-		return s.refErr
+	want := map[string]bool{"ret-dns": s.dns != nil}
+	for id := range keep {
+		want[retPin(id)] = true
 	}
-	s.applied, s.refused, s.refErr = key, "", nil
-	return nil
-}
-
-// ruleKey tells rule sets apart, destinations included (json leaves Dest
-// out, and pointers are compared by what they point to).
-func ruleKey(rules []classify.Rule) (string, error) {
-	type keyed struct {
-		R       classify.Rule
-		Ifindex int
-		MAC     string
-	}
-	ks := make([]keyed, len(rules))
-	for i, r := range rules {
-		ks[i] = keyed{r, r.Dest.Ifindex, r.Dest.MAC.String()}
-	}
-	b, err := json.Marshal(ks)
+	ents, err := os.ReadDir(s.cfg.PinDir)
 	if err != nil {
-		return "", fmt.Errorf("traffic rules: %w", err)
+		return fmt.Errorf("steering: read pin dir: %w", err)
 	}
-	return string(b), nil
+	var errs []error
+	for _, e := range ents {
+		if !strings.HasPrefix(e.Name(), "ret-") || want[e.Name()] {
+			continue
+		}
+		p := filepath.Join(s.cfg.PinDir, e.Name())
+		l, err := link.LoadPinnedLink(p, nil)
+		if err != nil {
+			errs = append(errs, os.Remove(p))
+			continue
+		}
+		errs = append(errs, detach(l))
+	}
+	return errors.Join(errs...)
 }
 
-// instanceRules turns an instance's MEC 011 rules into classifier rules
-// steered to it. IDs get the instance's as a prefix: two instances of one
-// app carry the same trafficRuleIds.
-func instanceRules(in agentproto.DesiredInstance, st *steered) []classify.Rule {
-	out := make([]classify.Rule, 0, len(in.TrafficRules))
-	for _, r := range in.TrafficRules {
-		cr := classify.Rule{ID: in.ID + "/" + r.ID, Priority: r.Priority, Action: classify.Action(r.Action),
-			Dest: classify.Dest{Ifindex: st.ifindex, MAC: st.mac}}
-		for _, f := range r.Filters {
-			cf := classify.Filter{
-				SrcAddress: f.SrcAddress, DstAddress: f.DstAddress, SrcPort: f.SrcPort, DstPort: f.DstPort,
-				Protocol: f.Protocol, Tag: f.Tag, SrcTunnelAddress: f.SrcTunnelAddress,
-				TgtTunnelAddress: f.TgtTunnelAddress, SrcTunnelPort: f.SrcTunnelPort,
-				DstTunnelPort: f.DstTunnelPort, QCI: f.QCI, DSCP: f.DSCP, TC: f.TC,
-			}
-			cr.Filters = append(cr.Filters, cf)
-			// A filter naming no tunnel field describes the UE's packet,
-			// which on the RAN side travels inside GTP-U: without a twin
-			// that matches the inner packet, the classifier would hold
-			// those fields against the outer header (gNB → UPF, port
-			// 2152) and a UE-pool rule would never match an uplink G-PDU.
-			if len(f.Tag)+len(f.SrcTunnelAddress)+len(f.TgtTunnelAddress)+len(f.SrcTunnelPort)+len(f.DstTunnelPort) == 0 && f.QCI == nil {
-				cf.TunnelType = "GTP_U"
-				cr.Filters = append(cr.Filters, cf)
-			}
-		}
-		out = append(out, cr)
+// syncDNS gives the responder the union of the served apps' DNS rules.
+func (s *Steering) syncDNS(rules []agentproto.DNSRule) error {
+	if s.dns == nil {
+		return nil
 	}
-	return out
+	key := fmt.Sprint(rules)
+	if key == s.dnsKey {
+		return nil
+	}
+	if err := s.dns.SetRules(rules); err != nil {
+		return fmt.Errorf("dns rules: %w", err)
+	}
+	s.dnsKey = key
+	return nil
 }

@@ -7,8 +7,6 @@ import (
 	"net/netip"
 	"slices"
 
-	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
 
 	"github.com/mecorch/mecorch/mec/agentproto"
@@ -43,9 +41,7 @@ func (s *Steering) prepare(in agentproto.DesiredInstance) (*steered, error) {
 	st := s.inst[in.ID]
 	if st != nil && st.ifindex != idx {
 		// A new veth: the old link's program went with the old device.
-		if st.ret != nil {
-			_ = st.ret.Close()
-		}
+		_ = detach(st.ret)
 		st = nil
 	}
 	if st == nil {
@@ -53,8 +49,11 @@ func (s *Steering) prepare(in agentproto.DesiredInstance) (*steered, error) {
 		s.inst[in.ID] = st
 	}
 	if st.ret == nil {
+		if err := routeFrom(s.cfg.HostNetns, nw.HostLink); err != nil {
+			return nil, err
+		}
 		err := netns.Do(s.cfg.HostNetns, func() error {
-			l, err := link.AttachTCX(link.TCXOptions{Interface: idx, Program: s.cls.ReturnPath(), Attach: ebpf.AttachTCXIngress})
+			l, err := s.attach(s.cls.ReturnPath(), idx, retPin(in.ID))
 			st.ret = l
 			return err
 		})
@@ -63,12 +62,15 @@ func (s *Steering) prepare(in agentproto.DesiredInstance) (*steered, error) {
 			return nil, fmt.Errorf("attach return path on %s: %w", nw.HostLink, err)
 		}
 	}
-	if st.mac == nil || !slices.Equal(st.addrs, want) {
-		mac, err := serviceSide(nw.Netns, nw.Link, st.addrs, want)
+	if st.mac == nil || !slices.Equal(st.addrs, want) || !st.mtuSet {
+		mac, err := serviceSide(nw.Netns, nw.Link, st.addrs, want, s.mtu)
 		if err != nil {
 			return nil, err
 		}
-		st.mac, st.addrs = mac, want
+		st.mac, st.addrs, st.mtuSet = mac, want, true
+	}
+	if err := s.qos.apply(in.ID, in.Bandwidth, s.cfg.HostNetns, nw.HostLink, nw.Netns, nw.Link, idx); err != nil {
+		return nil, fmt.Errorf("bandwidth: %w", err)
 	}
 	return st, nil
 }
@@ -94,7 +96,11 @@ func serviceAddrs(rules []agentproto.DNSRule) ([]netip.Addr, error) {
 // addresses (removing those of had that are gone) and returns the MAC of
 // the instance's end of its veth. lo rather than the veth: the address is
 // the app's, not the link's, and nothing on the bridge should ARP for it.
-func serviceSide(nsPath, linkName string, had, want []netip.Addr) (net.HardwareAddr, error) {
+// With mtu > 0 the instance's link gets at most that MTU and no GSO
+// super-packets: its replies to UEs grow by the GTP-U encapsulation on the
+// way out, which must still fit the RAN-facing link, one packet each (the
+// return path drops what would not; see traffic/classify).
+func serviceSide(nsPath, linkName string, had, want []netip.Addr, mtu int) (net.HardwareAddr, error) {
 	var mac net.HardwareAddr
 	err := netns.Do(nsPath, func() error {
 		l, err := netlink.LinkByName(linkName)
@@ -102,6 +108,16 @@ func serviceSide(nsPath, linkName string, had, want []netip.Addr) (net.HardwareA
 			return fmt.Errorf("link %s: %w", linkName, err)
 		}
 		mac = l.Attrs().HardwareAddr
+		if mtu > 0 && l.Attrs().MTU > mtu {
+			if err := netlink.LinkSetMTU(l, mtu); err != nil {
+				return fmt.Errorf("MTU %d on %s: %w", mtu, linkName, err)
+			}
+		}
+		if mtu > 0 && l.Attrs().GSOMaxSegs != 1 {
+			if err := netlink.LinkSetGSOMaxSegs(l, 1); err != nil {
+				return fmt.Errorf("GSO off on %s: %w", linkName, err)
+			}
+		}
 		lo, err := netlink.LinkByName("lo")
 		if err != nil {
 			return fmt.Errorf("lo: %w", err)
@@ -131,4 +147,19 @@ func serviceSide(nsPath, linkName string, had, want []netip.Addr) (net.HardwareA
 
 func hostAddr(a netip.Addr) *netlink.Addr {
 	return &netlink.Addr{IPNet: &net.IPNet{IP: a.AsSlice(), Mask: net.CIDRMask(a.BitLen(), a.BitLen())}}
+}
+
+// routeFrom turns IPv4 forwarding on for packets arriving on link: the
+// return path routes the encapsulated replies with the forwarding lookup
+// from there (traffic/classify ReturnConfig.Route), which the kernel
+// refuses on an interface that does not forward.
+func routeFrom(nsPath, link string) error {
+	name := "net/ipv4/conf/" + link + "/forwarding"
+	if v, err := netns.Sysctl(nsPath, name); err == nil && v == "1" {
+		return nil
+	}
+	if err := netns.SetSysctl(nsPath, name, "1"); err != nil {
+		return fmt.Errorf("forwarding on %s: %w", link, err)
+	}
+	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"log/slog"
+	"net"
 	"strings"
 	"testing"
 
@@ -17,14 +18,20 @@ type recordingPlane struct {
 	err error
 }
 
-func (r *recordingPlane) Sync(running []agentproto.DesiredInstance) error {
+func (r *recordingPlane) Sync(st DataplaneState) error {
 	var ids []string
-	for _, in := range running {
+	for _, in := range st.Running {
 		ids = append(ids, in.ID)
 	}
 	r.got = append(r.got, ids)
 	return r.err
 }
+
+func (r *recordingPlane) Report() ([]agentproto.RuleCounter, *agentproto.DataPlaneStats) {
+	return nil, nil
+}
+
+func (r *recordingPlane) MACs() map[string]net.HardwareAddr { return nil }
 
 // TestSyncDataplaneRunningOnly: only instances wanted Running and observed
 // running reach the data plane, and a repeated error is logged once.

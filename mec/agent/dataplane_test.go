@@ -190,7 +190,7 @@ func TestSteeringEndToEnd(t *testing.T) {
 	})
 	must(t, err)
 	defer st.Close()
-	must(t, st.Sync([]agentproto.DesiredInstance{echoRules()}))
+	must(t, st.Sync(DataplaneState{Running: []agentproto.DesiredInstance{echoRules()}}))
 
 	ue := netip.MustParseAddrPort("10.45.0.1:40000")
 	svc := netip.MustParseAddrPort("10.0.0.7:7")
@@ -251,7 +251,7 @@ func TestSteeringEndToEnd(t *testing.T) {
 	}
 
 	// The instance is gone: its rule goes, the next G-PDU is not steered.
-	must(t, st.Sync(nil))
+	must(t, st.Sync(DataplaneState{}))
 	send(svc, "after")
 	if p, _, ok := readUDP(upfStack, 2*time.Second); !ok || !bytes.HasSuffix(p, []byte("after")) {
 		t.Fatalf("after removal: G-PDU not at the host stack: %x %v", p, ok)

@@ -89,14 +89,14 @@ func (a *Agent) syncDataplane(ds *agentproto.DesiredState, have map[string]appru
 	if a.cfg.Dataplane == nil {
 		return
 	}
-	var running []agentproto.DesiredInstance
+	st := DataplaneState{UETunnels: ds.UETunnels, Remote: ds.Remote, Peers: ds.Peers}
 	for _, in := range ds.Instances {
 		if in.State == agentproto.ObservedRunning && have[in.ID].State == agentproto.ObservedRunning {
-			running = append(running, in)
+			st.Running = append(st.Running, in)
 		}
 	}
 	msg := ""
-	if err := a.cfg.Dataplane.Sync(running); err != nil {
+	if err := a.cfg.Dataplane.Sync(st); err != nil {
 		msg = err.Error()
 	}
 	if msg != a.dpErr {

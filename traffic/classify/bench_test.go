@@ -26,7 +26,7 @@ func BenchmarkClassify(b *testing.B) {
 			name  string
 			frame []byte
 			mark  uint32
-		}{{"match-last", match, uint32(n)}, {"no-match", miss, 0}} {
+		}{{"match-last", match, uint32(n)}, {"no-match", miss, staleMark}} {
 			b.Run(fmt.Sprintf("rules=%d/%s", n, fc.name), func(b *testing.B) {
 				if _, mark := run(b, c.Program(), fc.frame); mark != fc.mark {
 					b.Fatalf("mark %d, want %d", mark, fc.mark)

@@ -4,6 +4,8 @@
 /* MEC 011 traffic-filter classification at tc: parse the packet once (outer
  * IP/L4, GTP-U G-PDU with its extension headers, inner IP/L4), then walk the
  * rule entries of the active slot in priority order; the first match decides.
+ * A second program, learn, runs the same parser to record UE paths from
+ * downlink G-PDUs and never touches the packet.
  * Header reads go through bpf_skb_load_bytes so that every variable offset
  * (IPv6 extension headers, GTP-U extensions) is bounds-checked by the helper
  * instead of by hand-proved packet-pointer arithmetic. */
@@ -25,6 +27,10 @@
  * needs more is treated as malformed (its L4/inner fields stay unknown). */
 #define MAX_IPV6_EXT 6
 #define MAX_GTP_EXT 4
+/* tcx's "no verdict, run the next program (or the stack)": TCX_NEXT, which
+ * the 6.1 UAPI headers lack; TC_ACT_UNSPEC is the same -1. Own name, so a
+ * newer header's enum member TCX_NEXT cannot clash with a macro. */
+#define VERDICT_NEXT TC_ACT_UNSPEC
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -59,7 +65,7 @@ struct tuple {
 	__u8 proto;
 	__u8 tos;
 	__u8 proto_ok; /* protocol known (L4 header reached or not, see ports_ok) */
-	__u8 ports_ok; /* TCP/UDP ports read from a first (or only) fragment */
+	__u8 ports_ok; /* TCP/UDP/SCTP ports read from a first (or only) fragment */
 	__u8 pad[3];
 	__u32 l4_off; /* offset of the L4 header when proto_ok */
 	__u32 l4_end; /* end of this IP packet (from its length field) */
@@ -154,9 +160,11 @@ static __always_inline void parse_ip(struct __sk_buff *skb, __u32 off, __u32 end
 		return;
 	}
 
-	if (nonfirst || (t->proto != 6 && t->proto != 17))
+	/* TCP, UDP and SCTP (132) all open with source and destination port;
+	 * their headers are 20, 8 and 12 octets (SCTP's common header). */
+	if (nonfirst || (t->proto != 6 && t->proto != 17 && t->proto != 132))
 		return;
-	if (t->l4_off + (t->proto == 6 ? 20 : 8) > t->l4_end)
+	if (t->l4_off + (t->proto == 6 ? 20 : t->proto == 17 ? 8 : 12) > t->l4_end)
 		return; /* L4 header truncated: ports stay unknown */
 	if (bpf_skb_load_bytes(skb, t->l4_off, b, 4) < 0)
 		return;
@@ -288,24 +296,21 @@ static long match_one(__u32 i, void *ctx)
 	return 1;
 }
 
-SEC("tc")
-int classify(struct __sk_buff *skb)
+/* parse fills p from the frame: Ethernet (one VLAN tag), outer IP and L4,
+ * and for UDP to the GTP-U port the G-PDU and its inner packet. */
+static __always_inline void parse(struct __sk_buff *skb, struct pkt *p)
 {
-	struct walk w = {};
-	struct pkt *p = &w.p;
-	__u32 zero = 0, *st, n, slot, off = ETH_HLEN, key;
+	__u32 off = ETH_HLEN;
 	__u16 proto;
-	__u8 eth[4];
-	struct rule_entry *r;
-	struct counter *c;
+	__u8 eth[2];
 
 	if (bpf_skb_load_bytes(skb, 12, eth, 2) < 0)
-		goto nomatch;
+		return;
 	proto = ((__u16)eth[0] << 8) | eth[1];
 	if (proto == ETH_P_8021Q || proto == ETH_P_8021AD) {
 		/* One VLAN tag: access ports towards the RAN often carry one. */
 		if (bpf_skb_load_bytes(skb, 16, eth, 2) < 0)
-			goto nomatch;
+			return;
 		proto = ((__u16)eth[0] << 8) | eth[1];
 		off += 4;
 		p->vlan = 1;
@@ -314,11 +319,24 @@ int classify(struct __sk_buff *skb)
 		parse_ip(skb, off, skb->len, &p->outer);
 	if (p->outer.ports_ok && p->outer.proto == 17 && p->outer.dport == GTPU_PORT)
 		parse_gtpu(skb, p->outer.l4_off + 8, p->outer.l4_end, p);
-	learn_ue(p);
+}
 
+/* classify does not learn: it faces the RAN, and a UE there must not be able
+ * to rewrite where other UEs' return traffic goes. No match is no verdict:
+ * the mark stays as it came and the next tcx program (or the stack) decides. */
+SEC("tc")
+int classify(struct __sk_buff *skb)
+{
+	struct walk w = {};
+	struct pkt *p = &w.p;
+	__u32 zero = 0, *st, n, slot, key;
+	struct rule_entry *r;
+	struct counter *c;
+
+	parse(skb, p);
 	st = bpf_map_lookup_elem(&active, &zero);
 	if (!st)
-		goto nomatch;
+		return VERDICT_NEXT;
 	slot = *st >> 31;
 	n = *st & 0x7fffffff;
 	if (n > MAX_ENTRIES)
@@ -327,12 +345,12 @@ int classify(struct __sk_buff *skb)
 	if (n)
 		bpf_loop(n, match_one, &w, 0);
 	if (!w.hit)
-		goto nomatch;
+		return VERDICT_NEXT;
 
 	key = w.base + w.hit - 1;
 	r = bpf_map_lookup_elem(&rules, &key);
 	if (!r)
-		goto nomatch;
+		return VERDICT_NEXT;
 	key = w.base + (r->rule_no < MAX_ENTRIES ? r->rule_no : 0);
 	c = bpf_map_lookup_elem(&counters, &key);
 	if (c) {
@@ -341,10 +359,19 @@ int classify(struct __sk_buff *skb)
 	}
 	skb->mark = r->rule_no + 1;
 	return steer(skb, p, r->action, r->ifindex, r->dmac);
+}
 
-nomatch:
-	skb->mark = 0;
-	return TC_ACT_OK;
+/* learn records UE paths from downlink G-PDUs (with CFG_LEARN) and nothing
+ * else: it never changes the packet and always hands it on, so it can sit
+ * in front of classify or any other tcx program on the core-facing side. */
+SEC("tc")
+int learn(struct __sk_buff *skb)
+{
+	struct pkt p = {};
+
+	parse(skb, &p);
+	learn_ue(&p);
+	return VERDICT_NEXT;
 }
 
 #include "return_path.h"

@@ -67,9 +67,10 @@ struct rule_entry {
 	 * interface); 0 leaves steering to a later stage (mark only). Kept in
 	 * the entry so the verdict still needs one lookup. */
 	__u32 ifindex;
-	/* Ethernet destination a FORWARD_DECAPSULATED packet gets before the
-	 * redirect (the app's own MAC); all zero keeps the RAN-side one, which
-	 * the app's stack would drop as addressed to another host. */
+	/* Ethernet destination the app's packet (a FORWARD_* packet, a
+	 * DUPLICATE_* copy) gets before the redirect: the app's own MAC. All
+	 * zero keeps the RAN-side one, which the app's stack would drop as
+	 * addressed to another host. */
 	__u8 dmac[6];
 	__u8 pad2[2];
 	struct tuple_match outer;
@@ -98,8 +99,9 @@ struct ue_path {
 };
 
 /* Bits of config.flags. */
-#define CFG_LEARN (1u << 0) /* learn UE paths from downlink G-PDUs */
+#define CFG_LEARN (1u << 0) /* the learn program records UE paths from downlink G-PDUs */
 #define CFG_UE_NETS (1u << 1) /* return path: only destinations in ue_nets are UEs */
+#define CFG_ROUTE (1u << 2) /* return path without an uplink: route by a FIB lookup, redirect there */
 
 /* ue_nets key: an LPM prefix over ue_key's address (IPv4 v4-mapped, so an
  * IPv4 /n is 96+n bits). */
@@ -113,6 +115,10 @@ struct config {
 	/* Interface towards the RAN for encapsulated return traffic: 0 passes the
 	 * packet on (TC_ACT_OK) for the kernel to route, else bpf_redirect_neigh. */
 	__u32 uplink_ifindex;
+	/* MTU of the uplink: an encapsulated packet longer than this is dropped
+	 * (STAT_TOO_BIG) rather than fragmented or refused further on; 0: no
+	 * check. */
+	__u32 uplink_mtu;
 };
 
 /* Indexes of the per-CPU stats array. */
@@ -120,6 +126,7 @@ struct config {
 #define STAT_STEER_FAIL 1 /* decap/redirect/clone failed: packet not steered */
 #define STAT_ENCAP_FAIL 2 /* return path: encapsulation failed, dropped */
 #define STAT_LEARNED 3    /* UE map writes from downlink G-PDUs */
-#define STAT_MAX 4
+#define STAT_TOO_BIG 4    /* return path: GSO or over the uplink MTU once encapsulated, dropped */
+#define STAT_MAX 5        /* the stats map's size: one past the last index */
 
 #endif

@@ -17,6 +17,7 @@ type classifyConfig struct {
 	_             structs.HostLayout
 	Flags         uint32
 	UplinkIfindex uint32
+	UplinkMtu     uint32
 }
 
 type classifyCounter struct {
@@ -95,6 +96,7 @@ const (
 	classifyMapUeNets      = "ue_nets"
 	classifyMapUes         = "ues"
 	classifyProgClassify   = "classify"
+	classifyProgLearn      = "learn"
 	classifyProgReturnPath = "return_path"
 )
 
@@ -141,6 +143,7 @@ type classifySpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type classifyProgramSpecs struct {
 	Classify   *ebpf.ProgramSpec `ebpf:"classify"`
+	Learn      *ebpf.ProgramSpec `ebpf:"learn"`
 	ReturnPath *ebpf.ProgramSpec `ebpf:"return_path"`
 }
 
@@ -218,12 +221,14 @@ type classifyVariables struct {
 // It can be passed to loadClassifyObjects or ebpf.CollectionSpec.LoadAndAssign.
 type classifyPrograms struct {
 	Classify   *ebpf.Program `ebpf:"classify"`
+	Learn      *ebpf.Program `ebpf:"learn"`
 	ReturnPath *ebpf.Program `ebpf:"return_path"`
 }
 
 func (p *classifyPrograms) Close() error {
 	return _ClassifyClose(
 		p.Classify,
+		p.Learn,
 		p.ReturnPath,
 	)
 }

@@ -108,12 +108,12 @@ func TestClassifyFields(t *testing.T) {
 				t.Fatal(err)
 			}
 			rc, mark := run(t, p, tc.frame)
-			want := uint32(0)
+			wantRC, wantMark := uint32(tcxNext), uint32(staleMark)
 			if tc.match {
-				want = 1
+				wantRC, wantMark = tcActOK, 1
 			}
-			if rc != tcActOK || mark != want {
-				t.Fatalf("rc=%d mark=%d, want rc=0 mark=%d", rc, mark, want)
+			if rc != wantRC || mark != wantMark {
+				t.Fatalf("rc=%#x mark=%#x, want rc=%#x mark=%#x", rc, mark, wantRC, wantMark)
 			}
 			cnt, err := c.Counters()
 			if err != nil {
@@ -141,7 +141,7 @@ func TestTruncatedFrames(t *testing.T) {
 	// 20-byte IP header (EINVAL), so truncation starts inside the IP payload;
 	// the IP total length still claims the whole packet.
 	for n := 14 + 20; n < len(full); n++ {
-		if rc, mark := run(t, c.Program(), full[:n]); rc != tcActOK || mark != 0 {
+		if rc, mark := run(t, c.Program(), full[:n]); rc != tcxNext || mark != staleMark {
 			t.Fatalf("truncated to %d of %d bytes: rc=%d mark=%d, want no match", n, len(full), rc, mark)
 		}
 		// Same cut with consistent outer IP and UDP lengths, so only the
@@ -151,7 +151,7 @@ func TestTruncatedFrames(t *testing.T) {
 		if n >= 42 {
 			binary.BigEndian.PutUint16(f[38:], uint16(n-34))
 		}
-		if rc, mark := run(t, c.Program(), f); rc != tcActOK || mark != 0 {
+		if rc, mark := run(t, c.Program(), f); rc != tcxNext || mark != staleMark {
 			t.Fatalf("consistently cut to %d of %d bytes: rc=%d mark=%d, want no match", n, len(full), rc, mark)
 		}
 	}

@@ -99,13 +99,19 @@ func pduSession(pduType, qfi, next byte) []byte {
 	return []byte{1, pduType << 4, qfi & 0x3f, next}
 }
 
-// skbCtx is struct __sk_buff as raw words; mark is word 2 (offset 8).
+// skbCtx is struct __sk_buff as raw words; mark is word 2 (offset 8),
+// gso_segs word 41 (offset 164), gso_size word 44 (offset 176).
 type skbCtx [48]uint32
+
+const (
+	tcxNext   = 0xffffffff // TCX_NEXT (-1): no verdict, as test_run reports it
+	staleMark = 0xdead     // the mark run hands in: no match must leave it
+)
 
 func run(t testing.TB, prog *ebpf.Program, frame []byte) (rc uint32, mark uint32) {
 	t.Helper()
 	in := skbCtx{}
-	in[2] = 0xdead // no match must clear a stale mark
+	in[2] = staleMark
 	var out skbCtx
 	ret, err := prog.Run(&ebpf.RunOptions{Data: frame, Context: in[:], ContextOut: out[:]})
 	if err != nil {

@@ -9,6 +9,41 @@
  * Session Container (4). */
 #define ENCAP_LEN 44
 
+/* BPF_FIB_LOOKUP_SKIP_NEIGH arrived in Linux 6.3, after Debian's UAPI
+ * headers: own name, as for the adjust_room flags. */
+#define FIB_LOOKUP_SKIP_NEIGH (1U << 2)
+#define AF_INET 2
+
+/* route sends an encapsulated packet where the routing table says the gNB
+ * is: out of the RAN-facing interface for this site's gNBs, across the
+ * backhaul for another site's (an instance serving a UE of another site
+ * over the overlay). The lookup is the one forwarding does (ingress, from
+ * the app's veth, which therefore needs forwarding on); the neighbour
+ * subsystem fills in the MACs. No route: dropped and counted, never sent
+ * raw. */
+static __always_inline int route(struct __sk_buff *skb, const struct ue_path *ue)
+{
+	struct bpf_fib_lookup fib = {};
+	struct bpf_redir_neigh nh = {};
+	long rc;
+
+	fib.family = AF_INET;
+	fib.l4_protocol = 17;
+	fib.sport = bpf_htons(GTPU_PORT);
+	fib.dport = bpf_htons(GTPU_PORT);
+	fib.ifindex = skb->ifindex;
+	__builtin_memcpy(&fib.ipv4_src, ue->source, 4);
+	__builtin_memcpy(&fib.ipv4_dst, ue->gnb, 4);
+	rc = bpf_fib_lookup(skb, &fib, sizeof(fib), FIB_LOOKUP_SKIP_NEIGH);
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS) {
+		stat_inc(STAT_ENCAP_FAIL);
+		return TC_ACT_SHOT;
+	}
+	nh.nh_family = AF_INET;
+	nh.ipv4_nh = fib.ipv4_dst; /* the gateway, or the gNB itself when on link */
+	return bpf_redirect_neigh(fib.ifindex, &nh, sizeof(nh), 0);
+}
+
 SEC("tc")
 int return_path(struct __sk_buff *skb)
 {
@@ -67,6 +102,20 @@ int return_path(struct __sk_buff *skb)
 	ue = *u;
 	if (ilen < 20 || ilen > 0xffff - ENCAP_LEN || ETH_HLEN + ilen > skb->len)
 		goto fail;
+	/* A GSO super-packet would be segmented behind our back with the outer
+	 * IP and UDP lengths fixed per segment but the GTP-U length still the
+	 * whole's: every segment would reach the gNB malformed. And a packet
+	 * over the uplink MTU once encapsulated would be fragmented (outer DF is
+	 * clear) or dropped further on. The agent sizes the app's MTU and GSO
+	 * so neither happens; when it does, drop it here, counted, so it shows.
+	 * A GSO packet whose segment count is not computed yet (gso_segs 0, as
+	 * from a tap/virtio sender) counts as a super-packet: such senders set
+	 * GSO only for more than one segment. */
+	if (skb->gso_segs > 1 || (skb->gso_size && !skb->gso_segs) ||
+	    (cfg && cfg->uplink_mtu && ilen + ENCAP_LEN > cfg->uplink_mtu)) {
+		stat_inc(STAT_TOO_BIG);
+		return TC_ACT_SHOT;
+	}
 	/* Ethernet padding would otherwise land inside the tunnel. */
 	if (ETH_HLEN + ilen < skb->len && bpf_skb_change_tail(skb, ETH_HLEN + ilen, 0))
 		goto fail;
@@ -121,6 +170,8 @@ int return_path(struct __sk_buff *skb)
 		/* The neighbour lookup fills in the MACs towards the gNB's next hop,
 		 * which this program cannot know. */
 		return bpf_redirect_neigh(cfg->uplink_ifindex, NULL, 0, 0);
+	if (cfg && (cfg->flags & CFG_ROUTE))
+		return route(skb, &ue);
 	return TC_ACT_OK;
 fail:
 	stat_inc(STAT_ENCAP_FAIL);

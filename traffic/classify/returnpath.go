@@ -20,14 +20,27 @@ type UEPath struct {
 
 // ReturnConfig tunes the return path and learning.
 type ReturnConfig struct {
-	// Learn makes the classify program record, from each downlink G-PDU it
-	// sees (PDU Session Container type 0), the tunnel to its inner
-	// destination in the UE map, replacing what was there.
+	// Learn makes the learn program (LearnProgram; classify never learns)
+	// record, from each downlink G-PDU it sees (PDU Session Container type
+	// 0), the tunnel to its inner destination in the UE map, replacing what
+	// was there.
 	Learn bool
 	// Uplink is the ifindex towards the RAN that encapsulated packets are
 	// redirected to (bpf_redirect_neigh fills the MACs); 0 lets them go on
-	// (TC_ACT_OK) for the kernel to route.
+	// (TC_ACT_OK) for the kernel to route, or, with Route, redirects them
+	// where a FIB lookup says the gNB is.
 	Uplink int
+	// Route (with Uplink 0): each encapsulated packet goes where the
+	// routing table sends its gNB (a forwarding lookup from the app's
+	// interface, which needs forwarding on there), by bpf_redirect_neigh;
+	// no route is a drop, counted in EncapFailed. For an instance serving
+	// UEs of other sites, whose gNBs are not behind the RAN interface.
+	Route bool
+	// UplinkMTU is the MTU of the interface towards the RAN: a packet whose
+	// encapsulation would be longer (inner IP length + 44) is dropped and
+	// counted (Stats.TooBig). 0: no check. The agent gives the app an MTU
+	// 44 below it, so this only catches what slips past.
+	UplinkMTU int
 	// UEPrefixes, when not empty, are the UE pools (at most 64): the
 	// return path encapsulates only packets towards them and lets every
 	// other destination pass untouched (TC_ACT_OK), so an app can still
@@ -39,12 +52,22 @@ type ReturnConfig struct {
 // maxUEPrefixes is ue_nets' max_entries.
 const maxUEPrefixes = 64
 
+// minMTU is IPv4's minimum MTU (RFC 791): an uplink cannot have less.
+const minMTU = 68
+
 // Stats are the steering and return-path event counts since load.
 type Stats struct {
 	DroppedUnknownUE uint64 // return path: destination not in the UE map
 	SteerFailed      uint64 // decap, redirect or clone failed
 	EncapFailed      uint64 // return path: malformed or encapsulation failed, dropped
 	Learned          uint64 // UE map writes from downlink G-PDUs
+	TooBig           uint64 // return path: GSO super-packet, or over UplinkMTU once encapsulated, dropped
+}
+
+// statFields are Stats' fields in the order of the stats map (STAT_* in
+// classify.h); the map has exactly len(statFields) entries (STAT_MAX).
+func (s *Stats) statFields() []*uint64 {
+	return []*uint64{&s.DroppedUnknownUE, &s.SteerFailed, &s.EncapFailed, &s.Learned, &s.TooBig}
 }
 
 // ReturnPath is the app-facing tc program: it encapsulates packets towards
@@ -52,10 +75,14 @@ type Stats struct {
 // ones inside the UE pools; other destinations pass).
 func (c *Classifier) ReturnPath() *ebpf.Program { return c.objs.ReturnPath }
 
-// Configure sets learning and the uplink interface.
+// Configure sets learning, the uplink interface and its MTU, and the UE
+// pools.
 func (c *Classifier) Configure(cfg ReturnConfig) error {
 	if cfg.Uplink < 0 || cfg.Uplink > 1<<31-1 {
 		return fmt.Errorf("classify: uplink ifindex %d out of range", cfg.Uplink)
+	}
+	if cfg.UplinkMTU != 0 && (cfg.UplinkMTU < minMTU || cfg.UplinkMTU > 0xffff) {
+		return fmt.Errorf("classify: uplink MTU %d not 0 (no check) or %d-65535", cfg.UplinkMTU, minMTU)
 	}
 	if len(cfg.UEPrefixes) > maxUEPrefixes {
 		return fmt.Errorf("classify: %d UE prefixes, at most %d", len(cfg.UEPrefixes), maxUEPrefixes)
@@ -77,9 +104,12 @@ func (c *Classifier) Configure(cfg ReturnConfig) error {
 	// The gate goes off before the prefixes change and on after, so no
 	// packet is judged against a half-written set: meanwhile it is judged
 	// the strict way (UE map only), which never sends anything raw.
-	v := classifyConfig{UplinkIfindex: uint32(cfg.Uplink)}
+	v := classifyConfig{UplinkIfindex: uint32(cfg.Uplink), UplinkMtu: uint32(cfg.UplinkMTU)}
 	if cfg.Learn {
 		v.Flags |= cfgLearn
+	}
+	if cfg.Route {
+		v.Flags |= cfgRoute
 	}
 	if err := c.objs.Settings.Put(uint32(0), &v); err != nil {
 		return fmt.Errorf("classify: write config: %w", err)
@@ -119,6 +149,7 @@ func (c *Classifier) Configure(cfg ReturnConfig) error {
 const (
 	cfgLearn  = 1
 	cfgUENets = 2
+	cfgRoute  = 4
 )
 
 func ueKey(ue netip.Addr) (classifyUeKey, error) {
@@ -129,7 +160,9 @@ func ueKey(ue netip.Addr) (classifyUeKey, error) {
 	return classifyUeKey{Addr: netip.AddrFrom16(ue.As16()).As16()}, nil
 }
 
-// SetUE installs (or replaces) the tunnel that reaches ue.
+// SetUE installs (or replaces) the tunnel that reaches ue. The UE map is an
+// LRU hash of 65,536 entries: under a flood of distinct UEs (learnt or set),
+// the least recently used entries, set ones included, are evicted.
 func (c *Classifier) SetUE(ue netip.Addr, p UEPath) error {
 	k, err := ueKey(ue)
 	if err != nil {
@@ -182,9 +215,8 @@ func (c *Classifier) UEs() (map[netip.Addr]UEPath, error) {
 // Stats sums the per-CPU event counters.
 func (c *Classifier) Stats() (Stats, error) {
 	var s Stats
-	dst := []*uint64{&s.DroppedUnknownUE, &s.SteerFailed, &s.EncapFailed, &s.Learned}
 	vals := make([]uint64, c.ncpu)
-	for i, d := range dst {
+	for i, d := range s.statFields() {
 		if err := c.objs.Stats.Lookup(uint32(i), &vals); err != nil {
 			return Stats{}, fmt.Errorf("classify: read stat %d: %w", i, err)
 		}

@@ -66,10 +66,11 @@ type Rule struct {
 // instance's side of the link. Ifindex 0 on a steering action leaves steering
 // to a later stage: the packet passes (TC_ACT_OK) with its mark.
 //
-// MAC, when set, becomes the Ethernet destination of a FORWARD_DECAPSULATED
-// packet: the frame arrives addressed to the RAN-side interface, and the
-// app's stack drops frames addressed to another host. Give the MAC of the
-// app's own end of its veth.
+// MAC, when set, becomes the Ethernet destination of what reaches the app: a
+// FORWARD_* packet, a DUPLICATE_* copy (the original keeps its own). The
+// frame arrives addressed to the RAN-side interface, and the app's stack
+// drops frames addressed to another host. Give the MAC of the app's own end
+// of its veth.
 type Dest struct {
 	Ifindex int
 	MAC     net.HardwareAddr
@@ -92,7 +93,9 @@ type Filter struct {
 	SrcTunnelPort    []string `json:"srcTunnelPort,omitempty"`
 	DstTunnelPort    []string `json:"dstTunnelPort,omitempty"`
 	// QCI is matched against the QFI of the PDU session container (the only
-	// QoS identifier a GTP-U header carries in 5G), so it must be 0-63.
+	// QoS identifier a GTP-U header carries in 5G), so it must be 0-63: a
+	// larger MEC 011 qCI (an LTE QCI such as 65 or 79) could never match and
+	// is refused, not truncated to 6 bits.
 	QCI  *int `json:"qCI,omitempty"`
 	DSCP *int `json:"dSCP,omitempty"` // IPv4 only, 0-63
 	TC   *int `json:"tC,omitempty"`   // IPv6 traffic class, 0-255
@@ -219,7 +222,7 @@ func expand(f Filter, path string, no, act uint32, dest Dest, out *[]classifyRul
 	ue.Family = family
 	if f.QCI != nil {
 		if *f.QCI < 0 || *f.QCI > 63 {
-			return fmt.Errorf("%s.qCI: %d not a QFI (0-63)", path, *f.QCI)
+			return fmt.Errorf("%s.qCI: %d cannot match: it is matched against the QFI of the GTP-U PDU Session Container, 0-63", path, *f.QCI)
 		}
 		base.Fields |= fQFI
 		base.Qfi = uint8(*f.QCI)
@@ -396,10 +399,18 @@ func parsePorts(s string) (portRange, error) {
 
 // parseAddr accepts an address, a CIDR prefix or an inclusive "a-b" range and
 // returns the prefixes covering it.
+//
+// An IPv4-mapped IPv6 address (::ffff:a.b.c.d) names an IPv4 host (RFC 4291
+// §2.5.5.2) and never appears in an IPv6 header on the wire, so a filter
+// that gives one means IPv4 packets: it is compiled as IPv4, a prefix /n (n
+// >= 96) as the IPv4 /n-96. Kept as IPv6 it would silently match nothing. A
+// mapped prefix shorter than /96 would span IPv4 and IPv6 space and is
+// refused.
 func parseAddr(s string) ([]netip.Prefix, error) {
 	if lo, hi, ok := strings.Cut(s, "-"); ok {
 		a, err1 := netip.ParseAddr(strings.TrimSpace(lo))
 		b, err2 := netip.ParseAddr(strings.TrimSpace(hi))
+		a, b = a.Unmap(), b.Unmap()
 		if err1 != nil || err2 != nil || a.Is4() != b.Is4() || b.Less(a) || a.Zone() != "" || b.Zone() != "" {
 			return nil, fmt.Errorf("%q is not an address range a-b of one family, a <= b", s)
 		}
@@ -409,6 +420,12 @@ func parseAddr(s string) ([]netip.Prefix, error) {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {
 			return nil, fmt.Errorf("%q is not a CIDR prefix: %w", s, err)
+		}
+		if p.Addr().Is4In6() {
+			if p.Bits() < 96 {
+				return nil, fmt.Errorf("%q: an IPv4-mapped prefix shorter than /96 spans IPv4 and IPv6 addresses", s)
+			}
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
 		}
 		return []netip.Prefix{p.Masked()}, nil
 	}

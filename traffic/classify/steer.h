@@ -14,8 +14,12 @@
  * packet may carry: they are saved to put the original back together. */
 #define MAX_SAVE 128
 
+/* LRU, so learning can never fill it: under a flood of distinct UEs the
+ * least recently used entries (learnt or set by the agent) are evicted
+ * instead of new ones being refused. The return path's lookups count as use,
+ * so a UE with traffic stays. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);
 	__type(key, struct ue_key);
 	__type(value, struct ue_path);
@@ -128,10 +132,55 @@ static __always_inline int decap(struct __sk_buff *skb, const struct pkt *p)
 	return 0;
 }
 
+static __always_inline int mac_set(const __u8 *m)
+{
+	return m[0] | m[1] | m[2] | m[3] | m[4] | m[5];
+}
+
+/* forward redirects the packet to ifindex, addressed to the app (dmac) when
+ * a MAC is given: the frame still names the RAN-side interface, and the
+ * app's stack takes only frames addressed to it. */
+static __always_inline int forward(struct __sk_buff *skb, __u32 ifindex, const __u8 *dmac)
+{
+	__u8 mac[6];
+
+	__builtin_memcpy(mac, dmac, 6);
+	if (mac_set(mac) && bpf_skb_store_bytes(skb, 0, mac, 6, 0))
+		stat_inc(STAT_STEER_FAIL); /* sent anyway: it may be the app's own MAC */
+	return bpf_redirect(ifindex, 0);
+}
+
+/* clone_to sends a copy of the packet, as it is now, to ifindex. A clone
+ * cannot be modified from here, so for a copy addressed to the app (dmac
+ * set) the original gets the app's MAC, is cloned, and gets its own
+ * destination back. Returns 0, or -1 when the original could not be
+ * restored and must not go on. */
+static __always_inline int clone_to(struct __sk_buff *skb, __u32 ifindex, const __u8 *dmac)
+{
+	__u8 mac[6], orig[6];
+
+	__builtin_memcpy(mac, dmac, 6);
+	if (mac_set(mac)) {
+		if (bpf_skb_load_bytes(skb, 0, orig, 6) < 0 || bpf_skb_store_bytes(skb, 0, mac, 6, 0)) {
+			/* No copy rather than one the app's stack drops. */
+			stat_inc(STAT_STEER_FAIL);
+			return 0;
+		}
+	}
+	if (bpf_clone_redirect(skb, ifindex, 0))
+		stat_inc(STAT_STEER_FAIL); /* the original still goes on */
+	if (mac_set(mac) && bpf_skb_store_bytes(skb, 0, orig, 6, 0)) {
+		stat_inc(STAT_STEER_FAIL);
+		return -1;
+	}
+	return 0;
+}
+
 /* dup_decap sends a decapsulated copy to ifindex and leaves the original as
  * it came: a clone cannot be modified from here, so the original itself is
  * decapsulated, cloned, and re-encapsulated from the saved outer headers. */
-static __always_inline int dup_decap(struct __sk_buff *skb, const struct pkt *p, __u32 ifindex)
+static __always_inline int dup_decap(struct __sk_buff *skb, const struct pkt *p, __u32 ifindex,
+				     const __u8 *dmac)
 {
 	__u32 zero = 0;
 	__u64 hl = p->inner_off - ETH_HLEN;
@@ -154,8 +203,8 @@ static __always_inline int dup_decap(struct __sk_buff *skb, const struct pkt *p,
 		goto unchanged;
 	if (err < 0)
 		goto broken;
-	if (bpf_clone_redirect(skb, ifindex, 0))
-		stat_inc(STAT_STEER_FAIL); /* the original still goes on */
+	if (clone_to(skb, ifindex, dmac))
+		return TC_ACT_SHOT; /* counted there */
 	if (bpf_skb_adjust_room(skb, hl, BPF_ADJ_ROOM_MAC, fl) ||
 	    bpf_skb_store_bytes(skb, ETH_HLEN, s->b, hl, 0) || bpf_skb_store_bytes(skb, 12, &et, 2, 0))
 		goto broken;
@@ -173,11 +222,11 @@ broken:
 /* steer carries out a matched entry's action. ifindex 0 on a steering action
  * keeps the old contract: TC_ACT_OK with the mark for a later stage. A packet
  * that is not a G-PDU is already "decapsulated": *_DECAPSULATED sends it as
- * it is. */
+ * it is. What reaches the app (the packet, or the copy) is addressed to dmac
+ * when it is set; a duplicated original goes on byte for byte as it came. */
 static __always_inline int steer(struct __sk_buff *skb, const struct pkt *p, __u32 action, __u32 ifindex,
 				 const __u8 *dmac)
 {
-	__u8 mac[6];
 	int err;
 
 	if (action == ACT_DROP)
@@ -186,10 +235,10 @@ static __always_inline int steer(struct __sk_buff *skb, const struct pkt *p, __u
 		return TC_ACT_OK;
 	switch (action) {
 	case ACT_FORWARD_ENCAPSULATED:
-		return bpf_redirect(ifindex, 0);
+		return forward(skb, ifindex, dmac);
 	case ACT_FORWARD_DECAPSULATED:
 		if (!p->gtpu)
-			return bpf_redirect(ifindex, 0);
+			return forward(skb, ifindex, dmac);
 		err = decap(skb, p);
 		if (err) {
 			/* Not decapsulated: let it go on its way rather than hand
@@ -201,23 +250,14 @@ static __always_inline int steer(struct __sk_buff *skb, const struct pkt *p, __u
 		if (p->inner.l4_end - p->inner_off + ETH_HLEN < skb->len &&
 		    bpf_skb_change_tail(skb, p->inner.l4_end - p->inner_off + ETH_HLEN, 0))
 			stat_inc(STAT_STEER_FAIL); /* the receiver trims by IP length anyway */
-		/* The frame still names the RAN-side interface: the app's stack
-		 * takes only frames addressed to it. */
-		__builtin_memcpy(mac, dmac, 6);
-		if ((mac[0] | mac[1] | mac[2] | mac[3] | mac[4] | mac[5]) && bpf_skb_store_bytes(skb, 0, mac, 6, 0))
-			stat_inc(STAT_STEER_FAIL);
-		return bpf_redirect(ifindex, 0);
-	case ACT_DUPLICATE_ENCAPSULATED:
-		if (bpf_clone_redirect(skb, ifindex, 0))
-			stat_inc(STAT_STEER_FAIL);
-		return TC_ACT_OK;
+		return forward(skb, ifindex, dmac);
 	case ACT_DUPLICATE_DECAPSULATED:
-		if (!p->gtpu) {
-			if (bpf_clone_redirect(skb, ifindex, 0))
-				stat_inc(STAT_STEER_FAIL);
-			return TC_ACT_OK;
-		}
-		return dup_decap(skb, p, ifindex);
+		if (p->gtpu)
+			return dup_decap(skb, p, ifindex, dmac);
+		/* Not a G-PDU: the copy is the packet as it is. */
+		return clone_to(skb, ifindex, dmac) ? TC_ACT_SHOT : TC_ACT_OK;
+	case ACT_DUPLICATE_ENCAPSULATED:
+		return clone_to(skb, ifindex, dmac) ? TC_ACT_SHOT : TC_ACT_OK;
 	}
 	return TC_ACT_OK;
 }
