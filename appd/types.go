@@ -36,6 +36,9 @@ type AppD struct {
 	AppTrafficRule []TrafficRuleDescriptor `json:"appTrafficRule,omitempty" yaml:"appTrafficRule,omitempty"`
 	AppDNSRule     []DNSRuleDescriptor     `json:"appDNSRule,omitempty" yaml:"appDNSRule,omitempty"`
 	AppLatency     *LatencyDescriptor      `json:"appLatency,omitempty" yaml:"appLatency,omitempty"`
+	// Bandwidth is mecorch's extension x-mecorch-bandwidth (see
+	// BandwidthDescriptor): what each instance's interface may carry.
+	Bandwidth []BandwidthDescriptor `json:"x-mecorch-bandwidth,omitempty" yaml:"x-mecorch-bandwidth,omitempty"`
 
 	TerminateAppInstanceOpConfig   *TerminateAppInstanceOpConfig   `json:"terminateAppInstanceOpConfig,omitempty" yaml:"terminateAppInstanceOpConfig,omitempty"`
 	ChangeAppInstanceStateOpConfig *ChangeAppInstanceStateOpConfig `json:"changeAppInstanceStateOpConfig,omitempty" yaml:"changeAppInstanceStateOpConfig,omitempty"`

@@ -85,6 +85,7 @@ func (a *AppD) Validate() []FieldError {
 	c.trafficRules(a.AppTrafficRule)
 	c.dnsRules(a.AppDNSRule)
 	c.latency(a.AppLatency)
+	c.bandwidth(a.Bandwidth)
 	c.opConfigs(a)
 	c.contextTransfer(a.UserContextTransferCapability)
 	if p := a.AppNetworkPolicy; p != nil && p.SteeredNetwork == nil {

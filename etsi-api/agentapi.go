@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"path"
 	"strconv"
@@ -93,6 +94,11 @@ func (a agentAPI) report(w http.ResponseWriter, r *http.Request) {
 		case lifecycle.ObservedRunning, lifecycle.ObservedStopped, lifecycle.ObservedFailed:
 		default:
 			bad = append(bad, mec.InvalidParam{Name: "instances[" + strconv.Itoa(i) + "].state", Reason: "must be Running, Stopped or Failed"})
+		}
+		// Other hosts steer to this MAC over VXLAN: a broadcast or
+		// multicast one would flood their tunnels.
+		if m, err := net.ParseMAC(st.MAC); st.MAC != "" && (err != nil || len(m) != 6 || m[0]&1 == 1) {
+			bad = append(bad, mec.InvalidParam{Name: "instances[" + strconv.Itoa(i) + "].mac", Reason: "must be a unicast Ethernet address"})
 		}
 	}
 	if len(bad) > 0 {

@@ -9,6 +9,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -33,6 +34,7 @@ import (
 	"github.com/mecorch/mecorch/mec/rtt"
 	"github.com/mecorch/mecorch/mec/slawatch"
 	"github.com/mecorch/mecorch/mec/uectx"
+	"github.com/mecorch/mecorch/mec/uetunnel"
 )
 
 // Config is what the server needs beyond its store.
@@ -142,6 +144,14 @@ func New(cfg Config, store mec.Store, clock mec.Clock, log *slog.Logger, reg *pr
 		ObservePlacement: func(outcome string, took time.Duration) {
 			placements.WithLabelValues(outcome).Observe(took.Seconds())
 		},
+		// A host steering to an app's instance elsewhere picks the
+		// nearest by the same map placement reads.
+		Distance: func(a, b string) (time.Duration, bool) {
+			e := s.rtt.Map().SiteSite(a, b)
+			return e.RTT, e.Quality.Usable()
+		},
+		// The hub exists by the time Run starts the data-plane sync.
+		DesiredChanged: func(hostIDs []string) { s.hub.Poke(hostIDs) },
 	}, store, engine, events, clock, log)
 	s.alarms = health.NewAlarms(store, s.dispatcher, clock, log)
 	if s.monitor, err = health.New(cfg.Health, store, s.lifecycle, s.alarms, clock, log); err != nil {
@@ -171,7 +181,9 @@ func New(cfg Config, store mec.Store, clock mec.Clock, log *slog.Logger, reg *pr
 	mux.Handle(auth.TokenPath, a.TokenHandler())
 	mux.Handle(auth.ClientsPath, a.ClientsHandler()) // operator-only inside
 	mux.Handle(auth.ClientsPath+"/", a.ClientsHandler())
-	mux.Handle("/api/v1/", operatorOnly(operator.NewHandler(inv, log, operator.WithAlarms(s.alarms), operator.WithUEs(uectx.New(store, clock, log)))))
+	ueTunnels := uetunnel.New(store, log, s.lifecycle.KickDataPlane)
+	mux.Handle("/api/v1/", operatorOnly(kickOnHostWrite(s.lifecycle, operator.NewHandler(inv, log, operator.WithAlarms(s.alarms),
+		operator.WithUEs(uectx.New(store, clock, log)), operator.WithUETunnels(ueTunnels)))))
 	agentAPI{lc: s.lifecycle, catalog: s.catalog, auth: a, imageSlots: make(chan struct{}, maxImageDownloads)}.routes(mux)
 	s.hub.Routes(mux)
 	rttapi.New(s.rtt).Routes(mux, operatorOnly)
@@ -207,8 +219,9 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	s.recoverUploads(ctx)
 	var wg sync.WaitGroup
-	wg.Add(6)
+	wg.Add(7)
 	go func() { defer wg.Done(); _ = s.rtt.Run(ctx) }()
+	go func() { defer wg.Done(); _ = s.lifecycle.RunDataPlane(ctx) }()
 	go func() { defer wg.Done(); _ = s.sla.Run(ctx) }()
 	go func() { defer wg.Done(); _ = s.sender.Run(ctx) }()
 	go func() { defer wg.Done(); _ = s.dispatcher.Run(ctx) }()
@@ -261,6 +274,18 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 
 // Hub is the agent channel's hub, for the caller to serve an SCTP listener.
 func (s *Server) Hub() *agenthub.Hub { return s.hub }
+
+// kickOnHostWrite kicks the data-plane sync after an operator writes a
+// host (deleting one takes it out of every other host's tunnel peers): the
+// inventory tells no one of its changes.
+func kickOnHostWrite(lc *lifecycle.Service, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		next.ServeHTTP(w, r)
+		if r.Method != http.MethodGet && r.Method != http.MethodHead && strings.HasPrefix(r.URL.Path, "/api/v1/hosts") {
+			lc.KickDataPlane()
+		}
+	})
+}
 
 // fanout hands each event to several sinks.
 type fanout struct{ sinks []mec.EventSink }

@@ -51,7 +51,10 @@ func echoPackage(t *testing.T, name, appd string) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(mf, bytes.Replace(m, []byte("Artifacts/edge-echo.sh"), []byte("Artifacts/edge-echo"), 1), 0o644); err != nil {
+	m = bytes.Replace(m, []byte("Artifacts/edge-echo.sh"), []byte("Artifacts/edge-echo"), 1)
+	m = bytes.Replace(m, []byte("app_provider_id: mecorch-examples"), []byte("app_provider_id: mecorch-lab"), 1)
+	m = bytes.Replace(m, []byte("app_product_name: edge-echo"), []byte("app_product_name: "+name), 1)
+	if err := os.WriteFile(mf, m, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	zip := filepath.Join(dir, name+".zip")

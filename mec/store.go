@@ -68,6 +68,19 @@ const (
 	KindAlarm Kind = "alarm"
 	// KindUEContext keeps each UE's serving cell (mec/uectx).
 	KindUEContext Kind = "ue_context"
+	// KindUETunnel keeps the UE downlink tunnels the operator provisioned
+	// (mec/uetunnel), by UE address.
+	KindUETunnel Kind = "ue_tunnel"
+	// KindUETunnelTable is one document ("all") counting the UE tunnels and
+	// their changes, so that the cap and the hosts' data-plane digests
+	// need not read every tunnel.
+	KindUETunnelTable Kind = "ue_tunnel_table"
+	// KindHostDataPlane keeps, per host, the data-plane part of its
+	// desired state that depends on other hosts (the remote instances it
+	// steers to) as last sent, and a digest of all of it (remote
+	// instances, tunnel peers, UE tunnels), so that a change elsewhere
+	// bumps the host's generation only when its own part changed.
+	KindHostDataPlane Kind = "host_dataplane"
 )
 
 // AnyVersion, when passed as ifVersion, writes whatever the current version;

@@ -76,7 +76,11 @@ type Host struct {
 	DesiredGeneration  int64             `json:"desiredGeneration"`
 	ReportedGeneration int64             `json:"reportedGeneration"`
 	AgentVersion       string            `json:"agentVersion,omitempty"`
-	LastHeartbeat      *time.Time        `json:"lastHeartbeat,omitempty"`
+	// VTEP is the host's VXLAN underlay address, as its agent's hello
+	// says (empty: no overlay on the host). Other hosts steer to its
+	// instances through it.
+	VTEP          string     `json:"vtep,omitempty"`
+	LastHeartbeat *time.Time `json:"lastHeartbeat,omitempty"`
 	// ReadySince is when the host last became Ready (its agent's first
 	// report or heartbeat, or its return from NotReady).
 	ReadySince *time.Time `json:"readySince,omitempty"`
@@ -248,6 +252,10 @@ type AppInstance struct {
 	DesiredState string `json:"desiredState,omitempty"`
 	// ObservedState is the last state the host's agent reported.
 	ObservedState string `json:"observedState,omitempty"`
+	// MAC is the Ethernet address of the instance's interface on its
+	// host, as the agent last reported it: other hosts' data planes steer
+	// to it over VXLAN. Cleared when the instance leaves its host.
+	MAC string `json:"mac,omitempty"`
 	// PendingOpID is the LCM operation in progress (or FAILED_TEMP, waiting
 	// for retry or fail); while set, other operations are refused with 409.
 	PendingOpID string `json:"pendingOpId,omitempty"`

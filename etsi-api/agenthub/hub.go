@@ -133,6 +133,19 @@ func (h *Hub) Publish(ev mec.Event) {
 	}
 }
 
+// Poke makes the sessions of the hosts named send their desired state
+// now, if its generation moved (the lifecycle's data-plane sync bumps
+// hosts without an event). It never blocks.
+func (h *Hub) Poke(hostIDs []string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, id := range hostIDs {
+		if s := h.sessions[id]; s != nil {
+			s.poke()
+		}
+	}
+}
+
 // Run re-checks every Resync, until ctx ends, each session's generation
 // and credential: a session whose client was deleted, or renamed to another
 // host, is closed. At the end it closes every session and waits (a few
@@ -256,6 +269,12 @@ type AgentInfo struct {
 	// LastReport is the agent's last status report (instance states,
 	// addresses, restarts, usage); only GET /api/v1/agents/{hostId} has it.
 	LastReport *agentproto.Report `json:"lastReport,omitempty"`
+	// DataPlane and TrafficRuleCounters are the host data plane's counts
+	// from the last report that had them (agents without a data plane
+	// send none), and CountersAt when it came.
+	DataPlane           *agentproto.DataPlaneStats `json:"dataPlane,omitempty"`
+	TrafficRuleCounters []agentproto.RuleCounter   `json:"trafficRuleCounters,omitempty"`
+	CountersAt          *time.Time                 `json:"countersAt,omitempty"`
 }
 
 func (h *Hub) list(w http.ResponseWriter, r *http.Request) {

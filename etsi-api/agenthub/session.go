@@ -35,6 +35,9 @@ type session struct {
 	lastBeat   time.Time
 	paths      []agentproto.Path
 	lastReport *agentproto.Report
+	// counters is the last report that carried data-plane counts.
+	counters   *agentproto.Report
+	countersAt time.Time
 	pending    map[uint64]chan agentproto.Logs
 	// pathAlarms are the transport paths this session raised an alarm
 	// for; they are cleared when the path is back, gone, or the session ends.
@@ -52,8 +55,13 @@ func (s *session) poke() {
 func (s *session) info() AgentInfo {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return AgentInfo{HostID: s.hostID, Remote: s.conn.RemoteAddr(), AgentVersion: s.hello.AgentVersion,
+	info := AgentInfo{HostID: s.hostID, Remote: s.conn.RemoteAddr(), AgentVersion: s.hello.AgentVersion,
 		ConnectedAt: s.since, SentGen: s.sentGen, Paths: s.paths, LastHeartbeat: s.lastBeat}
+	if c := s.counters; c != nil {
+		at := s.countersAt
+		info.DataPlane, info.TrafficRuleCounters, info.CountersAt = c.DataPlane, c.TrafficRuleCounters, &at
+	}
+	return info
 }
 
 func (s *session) nextSeq() uint64 {
@@ -205,6 +213,9 @@ func (h *Hub) register(ctx context.Context, hello agentproto.Hello) error {
 			return mec.Errorf(http.StatusConflict, nil, "host %s was deleted by an operator; only an operator can register it again", hello.HostID)
 		}
 		_, _, err = h.inv.CreateHost(ctx, mec.Host{ID: hello.HostID, SiteID: hello.SiteID, Capacity: hello.Capacity, Labels: hello.Labels})
+		if err == nil {
+			return h.lc.RecordVTEP(ctx, hello.HostID, hello.VTEP)
+		}
 		if !errors.Is(err, mec.ErrExists) {
 			return err
 		}
@@ -230,16 +241,17 @@ func (h *Hub) register(ctx context.Context, hello agentproto.Hello) error {
 	}
 	if _, _, err := h.inv.UpdateHost(ctx, cur.ID, next, mec.AnyVersion); err != nil {
 		var prob *mec.Problem
-		if errors.As(err, &prob) && prob.Status == http.StatusConflict {
-			// The machine shrank below what its instances hold: keep the
-			// old capacity so nothing is evicted behind the operator's back.
-			h.log.Warn("agent's capacity is below what the host's instances hold; keeping the registered capacity",
-				"host", cur.ID, "agentCapacity", hello.Capacity, "err", err)
-			return nil
+		if !errors.As(err, &prob) || prob.Status != http.StatusConflict {
+			return err
 		}
-		return err
+		// The machine shrank below what its instances hold: keep the
+		// old capacity so nothing is evicted behind the operator's back.
+		h.log.Warn("agent's capacity is below what the host's instances hold; keeping the registered capacity",
+			"host", cur.ID, "agentCapacity", hello.Capacity, "err", err)
 	}
-	return nil
+	// The VTEP is the agent's to say, and other hosts' data planes follow
+	// it: an agent that lost --vtep stops being anyone's tunnel peer.
+	return h.lc.RecordVTEP(ctx, cur.ID, hello.VTEP)
 }
 
 // push sends the host's desired state whenever its generation moves.
@@ -341,6 +353,9 @@ func (s *session) read(ctx context.Context) {
 			}
 			s.mu.Lock()
 			s.lastReport = &r
+			if r.DataPlane != nil || len(r.TrafficRuleCounters) > 0 {
+				s.counters, s.countersAt = &r, h.clock()
+			}
 			s.mu.Unlock()
 			if err := h.lc.ReportStatus(ctx, r); err != nil && ctx.Err() == nil {
 				// A report ahead of the desired generation (a restored

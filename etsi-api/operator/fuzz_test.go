@@ -8,7 +8,9 @@ import (
 	"testing"
 
 	"github.com/mecorch/mecorch/etsi-api/problem"
+	"github.com/mecorch/mecorch/mec/agentproto"
 	"github.com/mecorch/mecorch/mec/inventory"
+	"github.com/mecorch/mecorch/mec/uetunnel"
 )
 
 // FuzzRequestBodies feeds arbitrary bytes to the decoding and validation of
@@ -21,6 +23,7 @@ func FuzzRequestBodies(f *testing.F) {
 		`{"id":"edge1","siteId":"s","capacity":{"vcpu":0.25,"memoryMiB":1},"labels":{"a/b":"c"},"addresses":["::1"]}`,
 		`{"id":"s","name":"n","countryCode":"DE","latitude":1e1,"longitude":-0}`,
 		`{"capacity":{"vcpu":1e308}}`, `{"state":null}`, `[]`, `{`, `{"a":1}`, ``,
+		`{"gnbAddress":"10.1.1.2","teid":4294967295,"qfi":9,"sourceAddress":"10.1.1.1"}`, `{"teid":-1,"qfi":64}`,
 	} {
 		f.Add([]byte(seed))
 	}
@@ -47,6 +50,23 @@ func FuzzRequestBodies(f *testing.F) {
 			if len(bad) == 0 && len(inventory.ValidateHost(h)) == 0 {
 				if h.Capacity.MilliCPU <= 0 || h.Capacity.MemoryMiB <= 0 || h.State != "" {
 					t.Fatalf("accepted host %+v", h)
+				}
+			}
+		}
+
+		// A UE tunnel that passes the wire's and the domain's checks is
+		// one the agent protocol accepts.
+		var tun ueTunnelRequest
+		if decodeInto(&tun) {
+			tt, wire := tun.tunnel("10.45.0.1")
+			if canon, domain := uetunnel.Validate(tt); len(wire) == 0 && len(domain) == 0 {
+				ds := agentproto.DesiredState{HostID: "h", UETunnels: []agentproto.UETunnel{agentproto.UETunnel(canon)}}
+				fr, err := agentproto.NewFrame(agentproto.TypeDesired, 1, 0, ds)
+				if err == nil {
+					err = agentproto.DecodeBody(fr, &agentproto.DesiredState{})
+				}
+				if err != nil {
+					t.Fatalf("accepted tunnel %+v fails the agent protocol: %v", canon, err)
 				}
 			}
 		}

@@ -17,6 +17,7 @@ import (
 	"github.com/mecorch/mecorch/mec/health"
 	"github.com/mecorch/mecorch/mec/inventory"
 	"github.com/mecorch/mecorch/mec/uectx"
+	"github.com/mecorch/mecorch/mec/uetunnel"
 )
 
 // handler serves the inventory endpoints.
@@ -24,9 +25,11 @@ type handler struct {
 	inv    *inventory.Service
 	alarms *health.Alarms // nil: no /api/v1/alarms
 	ues    *uectx.Service // nil: no /api/v1/ues
-	log    *slog.Logger
-	mux    *http.ServeMux
-	routes http.Handler // mux, with ProblemDetails for 404 and 405
+	// tunnels is nil: no /api/v1/ue_tunnels.
+	tunnels *uetunnel.Service
+	log     *slog.Logger
+	mux     *http.ServeMux
+	routes  http.Handler // mux, with ProblemDetails for 404 and 405
 }
 
 // Option adds an optional part of the operator API to the handler.
@@ -85,6 +88,17 @@ func NewHandler(inv *inventory.Service, log *slog.Logger, opts ...Option) http.H
 			{"POST /api/v1/ue_cell_changes", h.reportCellChange},
 			{"GET /api/v1/ues", h.listUEs},
 			{"GET /api/v1/ues/{ueId}", h.getUE},
+		}...)
+	}
+	if h.tunnels != nil {
+		routes = append(routes, []struct {
+			pattern string
+			fn      http.HandlerFunc
+		}{
+			{"GET /api/v1/ue_tunnels", h.listUETunnels},
+			{"GET /api/v1/ue_tunnels/{ueAddress}", h.getUETunnel},
+			{"PUT /api/v1/ue_tunnels/{ueAddress}", h.putUETunnel},
+			{"DELETE /api/v1/ue_tunnels/{ueAddress}", h.deleteUETunnel},
 		}...)
 	}
 	for _, rt := range routes {

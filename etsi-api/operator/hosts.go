@@ -39,6 +39,7 @@ type hostRequest struct {
 	DesiredGeneration  json.RawMessage `json:"desiredGeneration"`
 	ReportedGeneration json.RawMessage `json:"reportedGeneration"`
 	AgentVersion       json.RawMessage `json:"agentVersion"`
+	VTEP               json.RawMessage `json:"vtep"`
 	LastHeartbeat      json.RawMessage `json:"lastHeartbeat"`
 	CreatedAt          json.RawMessage `json:"createdAt"`
 }
@@ -57,6 +58,7 @@ type hostResponse struct {
 	DesiredGeneration  int64             `json:"desiredGeneration"`
 	ReportedGeneration int64             `json:"reportedGeneration"`
 	AgentVersion       string            `json:"agentVersion,omitempty"`
+	VTEP               string            `json:"vtep,omitempty"`
 	LastHeartbeat      *time.Time        `json:"lastHeartbeat,omitempty"`
 	CreatedAt          time.Time         `json:"createdAt"`
 }
@@ -67,7 +69,7 @@ func (b hostRequest) host() (mec.Host, []mec.InvalidParam) {
 	bad := readOnly(map[string]json.RawMessage{
 		"allocated": b.Allocated, "free": b.Free, "state": b.State,
 		"desiredGeneration": b.DesiredGeneration, "reportedGeneration": b.ReportedGeneration,
-		"agentVersion": b.AgentVersion, "lastHeartbeat": b.LastHeartbeat, "createdAt": b.CreatedAt,
+		"agentVersion": b.AgentVersion, "vtep": b.VTEP, "lastHeartbeat": b.LastHeartbeat, "createdAt": b.CreatedAt,
 	}, "reported by the agent or kept by the server; cordon or uncordon a host to change its state")
 	milli, reason := milliCPU(b.Capacity.VCPU)
 	if reason != "" {
@@ -104,7 +106,7 @@ func hostOut(h mec.Host) hostResponse {
 		Capacity: resourcesOut(h.Capacity), Allocated: resourcesOut(h.Allocated), Free: resourcesOut(h.Free()),
 		Labels: h.Labels, Addresses: h.Addresses, State: h.State,
 		DesiredGeneration: h.DesiredGeneration, ReportedGeneration: h.ReportedGeneration,
-		AgentVersion: h.AgentVersion, LastHeartbeat: h.LastHeartbeat, CreatedAt: h.CreatedAt,
+		AgentVersion: h.AgentVersion, VTEP: h.VTEP, LastHeartbeat: h.LastHeartbeat, CreatedAt: h.CreatedAt,
 	}
 }
 

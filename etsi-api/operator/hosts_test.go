@@ -134,8 +134,9 @@ func TestHostBodyErrors(t *testing.T) {
 			b["state"] = "Ready"
 			b["allocated"] = map[string]any{"vcpu": 1}
 			b["free"] = map[string]any{}
+			b["vtep"] = "192.0.2.1"
 			b["siteId"] = ""
-		}, 400, []string{"allocated", "free", "state", "siteId"}},
+		}, 400, []string{"allocated", "free", "state", "vtep", "siteId"}},
 		{"wrong type, nested", "POST", func(b map[string]any) {
 			b["capacity"] = map[string]any{"vcpu": 1, "memoryMiB": 1.5}
 		}, 400, []string{"capacity.memoryMiB"}},

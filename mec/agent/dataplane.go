@@ -127,7 +127,7 @@ const encapOverhead = 44
 
 // NewSteering loads (or, with PinDir, takes over) the classifier and
 // attaches it. Nothing new is steered before the first Sync.
-func NewSteering(cfg SteeringConfig) (s *Steering, err error) {
+func NewSteering(cfg SteeringConfig) (_ *Steering, err error) {
 	if cfg.SteerIface == "" || cfg.Networks == nil {
 		return nil, errors.New("steering: SteerIface and Networks are required")
 	}
@@ -151,7 +151,7 @@ func NewSteering(cfg SteeringConfig) (s *Steering, err error) {
 		log.Info("classifier maps", "pinDir", cfg.PinDir, "reused", reused)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s = &Steering{cfg: cfg, log: log, cls: cls, inst: map[string]*steered{}, remote: map[string]bool{},
+	s := &Steering{cfg: cfg, log: log, cls: cls, inst: map[string]*steered{}, remote: map[string]bool{},
 		ues: map[netip.Addr]classify.UEPath{}, qos: newQoSSet(log), cancel: cancel}
 	defer func() {
 		if err != nil {
@@ -192,6 +192,13 @@ func NewSteering(cfg SteeringConfig) (s *Steering, err error) {
 		return nil, err
 	}
 	if cfg.VTEP.IsValid() {
+		// The overlay joins the app bridge, which the runtime otherwise
+		// makes only with the first instance.
+		if b, ok := cfg.Networks.(interface{ EnsureBridge() error }); ok {
+			if err := b.EnsureBridge(); err != nil {
+				return nil, fmt.Errorf("steering: app bridge: %w", err)
+			}
+		}
 		vni := cfg.VNI
 		if vni == 0 {
 			vni = DefaultVNI

@@ -9,10 +9,13 @@ import (
 
 // Bandwidth is what an instance's interface may carry, in bits per second,
 // from its AppD's x-mecorch-bandwidth (shaped after MEC 015 BwInfo) or,
-// later, from MEC 015 allocations. A nil direction is not shaped.
+// later, from MEC 015 allocations. The directions are MEC 015's: downlink
+// is towards the UE, that is what the instance sends; uplink is towards
+// the application, what the instance receives. A nil direction is not
+// shaped.
 type Bandwidth struct {
-	Downlink *Rate `json:"downlink,omitempty"` // towards the instance
-	Uplink   *Rate `json:"uplink,omitempty"`   // from the instance
+	Downlink *Rate `json:"downlink,omitempty"` // from the instance, towards the UE
+	Uplink   *Rate `json:"uplink,omitempty"`   // towards the instance
 }
 
 // Rate is an HTB class: RateBps guaranteed, up to CeilBps when the link

@@ -516,3 +516,10 @@ func (p *Process) rotateLogs() {
 		}
 	}
 }
+
+// EnsureBridge makes the app bridge (with its gateway address) if it is
+// not there yet: the host's data plane may need it before the first
+// instance starts (the VXLAN overlay is enslaved to it).
+func (p *Process) EnsureBridge() error {
+	return netns.EnsureBridge(p.cfg.HostNetns, p.cfg.Bridge, p.gw)
+}

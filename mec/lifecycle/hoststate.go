@@ -65,14 +65,48 @@ func (s *Service) DesiredState(ctx context.Context, hostID string) (DesiredState
 					}
 					rules[in.AppPkgID] = r
 				}
-				di.TrafficRules, di.DNSRules = r.traffic, r.dns
+				di.TrafficRules, di.DNSRules, di.Bandwidth = r.traffic, r.dns, r.bandwidth
 			}
 			ds.Instances = append(ds.Instances, di)
 		}
 		sort.Slice(ds.Instances, func(i, j int) bool { return ds.Instances[i].ID < ds.Instances[j].ID })
-		return nil
+		return s.dataPlaneOf(tx, h, &ds)
 	})
 	return ds, err
+}
+
+// dataPlaneOf adds the parts of h's desired state that depend on other
+// hosts: the UE tunnels; and, when h has a VTEP, the tunnel peers and the
+// remote instances sent with this generation (KindHostDataPlane), less
+// those of an app that now has an instance wanted running on h itself
+// (placed since the last data-plane sync, which will drop them).
+func (s *Service) dataPlaneOf(tx mec.Tx, h mec.Host, ds *DesiredState) error {
+	var err error
+	if ds.UETunnels, err = ueTunnels(tx); err != nil {
+		return err
+	}
+	if h.VTEP == "" {
+		return nil
+	}
+	if ds.Peers, err = peersOf(tx, h.ID); err != nil {
+		return err
+	}
+	dp, _, err := mec.LoadOr(tx, mec.KindHostDataPlane, h.ID, HostDataPlane{})
+	if err != nil {
+		return err
+	}
+	local := map[string]bool{}
+	for _, in := range ds.Instances {
+		if in.State == mec.DesiredRunning {
+			local[in.AppDID] = true
+		}
+	}
+	for _, r := range dp.Remote {
+		if !local[r.AppDID] && r.HostID != h.ID {
+			ds.Remote = append(ds.Remote, r)
+		}
+	}
+	return nil
 }
 
 // Observed states an agent reports per instance.
@@ -131,11 +165,11 @@ func (s *Service) ReportStatus(ctx context.Context, r HostReport) error {
 				return fmt.Errorf("instance %s indexed on host %s: %w", id, h.ID, err)
 			}
 			st, listed := seen[in.ID]
-			observed := mec.DesiredAbsent
+			observed, mac := mec.DesiredAbsent, in.MAC
 			if listed {
-				observed = st.State
+				observed, mac = st.State, canonicalMAC(st.MAC)
 			}
-			ev, err := s.settle(tx, &in, v, observed, st.Message, r.Generation)
+			ev, err := s.settle(tx, &in, v, observed, mac, st.Message, r.Generation)
 			if err != nil {
 				return err
 			}
@@ -150,12 +184,14 @@ func (s *Service) ReportStatus(ctx context.Context, r HostReport) error {
 	return nil
 }
 
-// settle applies one instance's observed state: it completes the pending
-// operation when the host has reached its generation and the instance is as
-// wanted, or fails it when the agent says the instance failed.
-func (s *Service) settle(tx mec.Tx, in *mec.AppInstance, v int64, observed, msg string, gen int64) ([]mec.Event, error) {
-	changed := in.ObservedState != observed
-	in.ObservedState = observed
+// settle applies one instance's observed state and MAC: it completes the
+// pending operation when the host has reached its generation and the
+// instance is as wanted, or fails it when the agent says the instance
+// failed. The instance is written only when something changed: reports
+// come every few seconds.
+func (s *Service) settle(tx mec.Tx, in *mec.AppInstance, v int64, observed, mac, msg string, gen int64) ([]mec.Event, error) {
+	changed := in.ObservedState != observed || in.MAC != mac
+	in.ObservedState, in.MAC = observed, mac
 	var evs []mec.Event
 	if in.PendingOpID != "" {
 		op, ov, err := loadOp(tx, in.PendingOpID)
@@ -233,6 +269,7 @@ func (s *Service) release(tx mec.Tx, in *mec.AppInstance) error {
 		return err
 	}
 	in.HostID, in.SiteID, in.Reserved, in.DesiredState, in.ObservedState, in.Placement = "", "", mec.Resources{}, "", "", nil
+	in.MAC = "" // the old host's interface
 	return nil
 }
 

@@ -28,6 +28,20 @@ type Config struct {
 	// ObservePlacement, when set, is told the outcome ("placed", "nofit",
 	// "error") and engine time of every placement decision, for metrics.
 	ObservePlacement func(outcome string, took time.Duration)
+	// Distance, when set, is how far two sites are by measured RTT (ok
+	// false when unknown). A host that steers to an app's instance on
+	// another host picks the nearest by it; without it, the lowest
+	// instance ID.
+	Distance func(siteA, siteB string) (rtt time.Duration, ok bool)
+	// DesiredChanged, when set, is told the hosts whose generation a
+	// data-plane sync moved, so that their agents get the new desired
+	// state (lifecycle events tell of the other changes). It must not
+	// block.
+	DesiredChanged func(hostIDs []string)
+	// DataPlaneResync is how often RunDataPlane syncs without being
+	// kicked (10 s when 0); DataPlaneSettle how long a kick waits for
+	// more before the sync (100 ms when 0).
+	DataPlaneResync, DataPlaneSettle time.Duration
 }
 
 // Service is the app instance lifecycle.
@@ -45,11 +59,16 @@ type Service struct {
 	// cheaper and keeps Postgres retries for the rare cross-replica race.
 	placeMu   sync.Mutex
 	lastPlace placeObservation // guarded by placeMu
+	// dpKick wakes RunDataPlane; dpMu serialises this process's
+	// data-plane syncs.
+	dpKick chan struct{}
+	dpMu   sync.Mutex
 }
 
 // New returns a lifecycle service placing with engine.
 func New(cfg Config, store mec.Store, engine *placement.Engine, sink mec.EventSink, clock mec.Clock, log *slog.Logger) *Service {
-	return &Service{cfg: cfg, store: store, engine: engine, sink: sink, clock: clock, log: log, ids: mec.NewID}
+	return &Service{cfg: cfg, store: store, engine: engine, sink: sink, clock: clock, log: log, ids: mec.NewID,
+		dpKick: make(chan struct{}, 1)}
 }
 
 // CreateRequest is the domain form of CreateAppInstanceRequest.
@@ -206,6 +225,11 @@ func describe(in mec.AppInstance) string {
 }
 
 func (s *Service) publish(ev mec.Event) {
+	if ev.Instance != nil {
+		// Where an instance is, whether it runs and its MAC decide what
+		// other hosts steer to.
+		s.KickDataPlane()
+	}
 	if s.sink == nil {
 		return
 	}

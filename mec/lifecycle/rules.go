@@ -12,8 +12,9 @@ import (
 // appRules is what a package's AppD asks of the data plane: its traffic
 // rules and DNS rules, in the agent's terms.
 type appRules struct {
-	traffic []agentproto.TrafficRule
-	dns     []agentproto.DNSRule
+	traffic   []agentproto.TrafficRule
+	dns       []agentproto.DNSRule
+	bandwidth *agentproto.Bandwidth // from x-mecorch-bandwidth; nil: not shaped
 }
 
 // rulesOf reads the rules of pkg's AppD (validated at onboarding, so they
@@ -47,7 +48,26 @@ func rulesOf(pkg mec.AppPackage) (appRules, error) {
 		}
 		out.dns = append(out.dns, dr)
 	}
+	out.bandwidth = bandwidthOf(a.Bandwidth)
 	return out, nil
+}
+
+// bandwidthOf turns x-mecorch-bandwidth (MEC 015's directions: downlink is
+// towards the UE, uplink towards the app) into the agent's rates; nil when
+// the AppD asks for none.
+func bandwidthOf(bw []appd.BandwidthDescriptor) *agentproto.Bandwidth {
+	down, up, downOK, upOK := appd.Rates(bw)
+	if !downOK && !upOK {
+		return nil
+	}
+	var out agentproto.Bandwidth
+	if downOK {
+		out.Downlink = &agentproto.Rate{RateBps: down.FixedBps, CeilBps: down.CeilBps}
+	}
+	if upOK {
+		out.Uplink = &agentproto.Rate{RateBps: up.FixedBps, CeilBps: up.CeilBps}
+	}
+	return &out
 }
 
 func intOf(v *int64) *int {
