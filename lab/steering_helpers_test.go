@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -22,6 +23,8 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/sys/unix"
 
 	"github.com/mecorch/mecorch/lab/runner"
 	"github.com/mecorch/mecorch/traffic/netns"
@@ -204,8 +207,9 @@ func tcxCount(t *testing.T, nsPath, name string) int {
 	return n
 }
 
-// restartNode ends a node's process with SIGTERM; the lab's supervisor
-// starts it again.
+// restartNode ends a node's process group (the shell the runner started
+// and the command in it) with SIGTERM; the lab's supervisor starts it
+// again.
 func restartNode(t *testing.T, lab *runner.Lab, node string) {
 	t.Helper()
 	st, err := lab.Status()
@@ -214,7 +218,7 @@ func restartNode(t *testing.T, lab *runner.Lab, node string) {
 	}
 	for _, n := range st.Nodes {
 		if n.Name == node && n.PID > 0 {
-			if err := syscall.Kill(n.PID, syscall.SIGTERM); err != nil {
+			if err := syscall.Kill(-n.PID, syscall.SIGTERM); err != nil {
 				t.Fatal(err)
 			}
 			return
@@ -223,12 +227,26 @@ func restartNode(t *testing.T, lab *runner.Lab, node string) {
 	t.Fatalf("no running process for %s in %+v", node, st.Nodes)
 }
 
+// blastTarget is one instance the blast sends to, at Offered bits/s of
+// decapsulated frames (Ethernet + inner IP).
+type blastTarget struct {
+	ID, Svc string
+	Offered float64
+}
+
+// blastResult is what a target was actually offered over the window (the
+// sender may fall short on a busy machine) and what it received, both in
+// bits/s of decapsulated frames.
+type blastResult struct{ Offered, Received float64 }
+
+// innerSize is the blast's inner IPv4 packet: 1200 bytes, 1214 on the
+// instance's veth with its Ethernet header.
+const innerSize = 1200
+
 // blastAndMeasure sends, from gnb1, G-PDUs from an unknown UE to each
-// service address at offered bits/s each (inner packets of 1200 bytes), and
-// returns what each instance received over window, measured as the bits
-// its host-side veth sent it (after the shaper): ID → service address in
-// targets, result by service address.
-func blastAndMeasure(t *testing.T, lab *runner.Lab, targets map[string]string, offered float64, window time.Duration) map[string]float64 {
+// target's service address, and measures over window what each instance
+// received: the bytes its host-side veth sent it (after the shaper).
+func blastAndMeasure(t *testing.T, lab *runner.Lab, targets []blastTarget, window time.Duration) map[string]blastResult {
 	t.Helper()
 	var conn *net.UDPConn
 	err := netns.Do(lab.NetnsPath("gnb1"), func() error {
@@ -241,49 +259,74 @@ func blastAndMeasure(t *testing.T, lab *runner.Lab, targets map[string]string, o
 	}
 	defer conn.Close()
 	upf := net.UDPAddrFromAddrPort(netip.MustParseAddrPort("10.100.1.2:2152"))
-	var frames [][]byte
-	for _, svc := range targets {
-		frames = append(frames, labGPDU(0x999, netip.MustParseAddr("10.45.0.200"), netip.MustParseAddr(svc), 1200))
+	frames := make([][]byte, len(targets))
+	sent := make([]atomic.Int64, len(targets))
+	for i, tg := range targets {
+		frames[i] = labGPDU(0x999, netip.MustParseAddr("10.45.0.200"), netip.MustParseAddr(tg.Svc), innerSize)
+	}
+	// A send buffer far above what the shaper queues: the skbs queued in
+	// an instance's HTB class still count against the socket that sent
+	// them, and a small buffer would hold the sender to the shaped rate
+	// instead of saturating it.
+	if rc, err := conn.SyscallConn(); err == nil {
+		_ = rc.Control(func(fd uintptr) {
+			_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, 32<<20)
+		})
+	}
+	pc := ipv4.NewPacketConn(conn)
+	batch := make([]ipv4.Message, 32)
+	for j := range batch {
+		batch[j] = ipv4.Message{Buffers: [][]byte{nil}, Addr: upf}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		per := offered / 8 / float64(len(frames[0])) // packets/s per target
 		tick := time.NewTicker(time.Millisecond)
 		defer tick.Stop()
-		start, sent := time.Now(), 0.0
+		start := time.Now()
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case <-tick.C:
 			}
-			due := time.Since(start).Seconds() * per
-			for ; sent < due; sent++ {
-				for _, f := range frames {
-					_, _ = conn.WriteToUDP(f, upf)
+			el := time.Since(start).Seconds()
+			for i, tg := range targets {
+				due := int64(el * tg.Offered / 8 / (innerSize + 14))
+				// sendmmsg in batches: one syscall per batch keeps the
+				// sender ahead of what it offers on a 2-CPU machine.
+				for n := due - sent[i].Load(); n > 0; n = due - sent[i].Load() {
+					msgs := batch[:min(int(n), len(batch))]
+					for j := range msgs {
+						msgs[j].Buffers[0] = frames[i]
+					}
+					w, err := pc.WriteBatch(msgs, 0)
+					sent[i].Add(int64(w))
+					if err != nil || w == 0 {
+						break
+					}
 				}
 			}
 		}
 	}()
+	defer func() { cancel(); <-done }()
 	time.Sleep(time.Second) // queues fill, HTB settles
-	veths := map[string]string{}
-	for id, svc := range targets {
-		veths[svc] = netns.VethName("mecv", id)
-	}
-	before := map[string]uint64{}
-	for svc, v := range veths {
-		before[svc] = linkStats(t, lab.NetnsPath("edge1"), v).TxBytes
+	before := make([]uint64, len(targets))
+	sent0 := make([]int64, len(targets))
+	for i, tg := range targets {
+		before[i] = linkStats(t, lab.NetnsPath("edge1"), netns.VethName("mecv", tg.ID)).TxBytes
+		sent0[i] = sent[i].Load()
 	}
 	t0 := time.Now()
 	time.Sleep(window)
-	out := map[string]float64{}
-	for svc, v := range veths {
-		out[svc] = float64(linkStats(t, lab.NetnsPath("edge1"), v).TxBytes-before[svc]) * 8 / time.Since(t0).Seconds()
+	out := map[string]blastResult{}
+	for i, tg := range targets {
+		rx := linkStats(t, lab.NetnsPath("edge1"), netns.VethName("mecv", tg.ID)).TxBytes - before[i]
+		tx := sent[i].Load() - sent0[i]
+		secs := time.Since(t0).Seconds()
+		out[tg.Svc] = blastResult{Offered: float64(tx) * (innerSize + 14) * 8 / secs, Received: float64(rx) * 8 / secs}
 	}
-	cancel()
-	<-done
 	return out
 }
 
@@ -310,4 +353,68 @@ func labGPDU(teid uint32, ue, svc netip.Addr, size int) []byte {
 	binary.BigEndian.PutUint16(g[2:], uint16(len(g)-8+size))
 	binary.BigEndian.PutUint32(g[4:], teid)
 	return append(g, inner...)
+}
+
+// downlinkGaps is what watchDownlink saw: how many G-PDUs, and the
+// largest time between two of them.
+type downlinkGaps struct {
+	n   int
+	max time.Duration
+}
+
+// watchDownlink captures, for d, the G-PDUs with TEID teid arriving on
+// iface in nsPath (AF_PACKET), and reports on the channel when done.
+func watchDownlink(t *testing.T, nsPath, iface string, teid uint32, d time.Duration) <-chan downlinkGaps {
+	t.Helper()
+	var fd int
+	err := netns.Do(nsPath, func() error {
+		l, err := netlink.LinkByName(iface)
+		if err != nil {
+			return err
+		}
+		const ethPIPNet = 0x0008 // htons(ETH_P_IP) on little-endian
+		fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, ethPIPNet)
+		if err != nil {
+			return err
+		}
+		return unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: ethPIPNet, Ifindex: l.Attrs().Index})
+	})
+	if err != nil {
+		t.Fatalf("capture on %s: %v", iface, err)
+	}
+	tv := unix.NsecToTimeval((100 * time.Millisecond).Nanoseconds())
+	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+		t.Fatal(err)
+	}
+	out := make(chan downlinkGaps, 1)
+	go func() {
+		defer unix.Close(fd)
+		var g downlinkGaps
+		var last time.Time
+		buf := make([]byte, 2048)
+		end := time.Now().Add(d)
+		for time.Now().Before(end) {
+			n, from, err := unix.Recvfrom(fd, buf, 0)
+			if err != nil {
+				continue
+			}
+			if ll, ok := from.(*unix.SockaddrLinklayer); ok && ll.Pkttype == unix.PACKET_OUTGOING {
+				continue
+			}
+			p := buf[:n]
+			// Ethernet, IPv4 with no options, UDP 2152 -> 2152, GTP-U.
+			if n < 14+20+8+8 || p[14] != 0x45 || p[14+9] != 17 ||
+				binary.BigEndian.Uint16(p[36:]) != 2152 || binary.BigEndian.Uint32(p[46:]) != teid {
+				continue
+			}
+			now := time.Now()
+			if !last.IsZero() && now.Sub(last) > g.max {
+				g.max = now.Sub(last)
+			}
+			last = now
+			g.n++
+		}
+		out <- g
+	}()
+	return out
 }

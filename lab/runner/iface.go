@@ -136,6 +136,14 @@ func configureEndpoint(path string, e topology.Endpoint, mtu int, bridge string)
 			return fmt.Errorf("%s:%s address %s: %w", e.Node, e.Iface, p, err)
 		}
 	}
+	// A wire carries complete checksums. veth's transmit offload would
+	// leave the sender's TCP/UDP checksum partial, to be completed by a NIC
+	// that never comes; a node that decapsulates and re-encapsulates on the
+	// way (the edges' GTP-U steering) would pass the partial value on as
+	// final. Software checksums make the lab's links behave like wires.
+	if err := netns.Do(path, func() error { return netns.SetTxChecksum(e.Iface, false) }); err != nil {
+		return fmt.Errorf("%s:%s: %w", e.Node, e.Iface, err)
+	}
 	if err := h.LinkSetUp(l); err != nil {
 		return fmt.Errorf("%s:%s up: %w", e.Node, e.Iface, err)
 	}

@@ -99,7 +99,8 @@ func serviceAddrs(rules []agentproto.DNSRule) ([]netip.Addr, error) {
 // With mtu > 0 the instance's link gets at most that MTU and no GSO
 // super-packets: its replies to UEs grow by the GTP-U encapsulation on the
 // way out, which must still fit the RAN-facing link, one packet each (the
-// return path drops what would not; see traffic/classify).
+// return path drops what would not; see traffic/classify), with its
+// checksums complete (transmit checksum offload off).
 func serviceSide(nsPath, linkName string, had, want []netip.Addr, mtu int) (net.HardwareAddr, error) {
 	var mac net.HardwareAddr
 	err := netns.Do(nsPath, func() error {
@@ -116,6 +117,15 @@ func serviceSide(nsPath, linkName string, had, want []netip.Addr, mtu int) (net.
 		if mtu > 0 && l.Attrs().GSOMaxSegs != 1 {
 			if err := netlink.LinkSetGSOMaxSegs(l, 1); err != nil {
 				return fmt.Errorf("GSO off on %s: %w", linkName, err)
+			}
+		}
+		// A reply left with a partial checksum (veth's offload) would
+		// reach the UE with it: inside GTP-U no NIC completes it.
+		if mtu > 0 {
+			if on, err := netns.TxChecksum(linkName); err != nil || on {
+				if err := netns.SetTxChecksum(linkName, false); err != nil {
+					return err
+				}
 			}
 		}
 		lo, err := netlink.LinkByName("lo")

@@ -27,8 +27,8 @@ type qosSet struct {
 
 // shapedInst is what qosSet did for one instance.
 type shapedInst struct {
-	hostIfindex int // of the host end when the shapers were made
-	down, up    shapedDir
+	hostIfindex      int // of the host end when the shapers were made
+	toInst, fromInst shapedDir
 }
 
 // shapedDir is one direction of one instance: its shaper (nil: unshaped)
@@ -48,9 +48,10 @@ func newQoSSet(log *slog.Logger) *qosSet {
 	return &qosSet{log: log, inst: map[string]*shapedInst{}}
 }
 
-// apply makes instance id shaped as bw says: Downlink on the egress of the
-// host end of its veth (hostLink in hostNetns), Uplink on the egress of its
-// own end (instLink in instNetns). A nil bw or direction leaves that
+// apply makes instance id shaped as bw says. The directions are MEC 015's:
+// Uplink (from UEs, towards the instance) is shaped on the egress of the
+// host end of its veth (hostLink in hostNetns), Downlink (what the instance
+// sends towards UEs) on the egress of its own end (instLink in instNetns). A nil bw or direction leaves that
 // direction unshaped and removes a shaper it had. Nothing is touched when
 // bw and hostIfindex are what they were; a new ifindex means a new veth
 // (and with it, a new namespace), so both directions are shaped anew.
@@ -58,9 +59,9 @@ func newQoSSet(log *slog.Logger) *qosSet {
 // A direction that fails is left unshaped and retried on the next call;
 // the other direction is still applied.
 func (q *qosSet) apply(id string, bw *agentproto.Bandwidth, hostNetns, hostLink, instNetns, instLink string, hostIfindex int) error {
-	var down, up *agentproto.Rate
+	var toInst, fromInst *agentproto.Rate
 	if bw != nil {
-		down, up = bw.Downlink, bw.Uplink
+		toInst, fromInst = bw.Uplink, bw.Downlink
 	}
 	st := q.inst[id]
 	if st != nil && st.hostIfindex != hostIfindex {
@@ -77,8 +78,8 @@ func (q *qosSet) apply(id string, bw *agentproto.Bandwidth, hostNetns, hostLink,
 		q.inst[id] = st
 	}
 	return errors.Join(
-		q.applyDir(id, "downlink", &st.down, down, hostNetns, hostLink),
-		q.applyDir(id, "uplink", &st.up, up, instNetns, instLink),
+		q.applyDir(id, "uplink", &st.toInst, toInst, hostNetns, hostLink),
+		q.applyDir(id, "downlink", &st.fromInst, fromInst, instNetns, instLink),
 	)
 }
 
@@ -141,7 +142,7 @@ func (q *qosSet) remove(id string) error {
 		return nil
 	}
 	delete(q.inst, id)
-	shaped := st.down.s != nil || st.up.s != nil
+	shaped := st.toInst.s != nil || st.fromInst.s != nil
 	if err := st.closeAll(); err != nil {
 		return fmt.Errorf("instance %s: %w", id, err)
 	}
@@ -162,7 +163,7 @@ func (q *qosSet) close() error {
 
 func (st *shapedInst) closeAll() error {
 	var errs []error
-	for _, d := range []*shapedDir{&st.down, &st.up} {
+	for _, d := range []*shapedDir{&st.toInst, &st.fromInst} {
 		if d.s != nil {
 			errs = append(errs, d.s.Close())
 			*d = shapedDir{}

@@ -181,19 +181,19 @@ func countAt(t *testing.T, wg *sync.WaitGroup, nsPath string, at netip.AddrPort)
 	return c, rcv
 }
 
-// TestQoSShapesInstances: an instance limited to 10 Mbit/s downlink, sent
+// TestQoSShapesInstances: an instance limited to 10 Mbit/s uplink, sent
 // 40 Mbit/s, gets 10 at its receiver, while another on the same bridge,
 // limited to 50, gets all of the 30 it is offered; the first instance's
-// 20 Mbit/s uplink limit holds its 60 Mbit/s sender to 20.
+// 20 Mbit/s downlink limit holds its 60 Mbit/s sender to 20.
 func TestQoSShapesInstances(t *testing.T) {
 	l := newQoSLab(t)
 	q := newQoSSet(slog.New(slog.DiscardHandler))
 	defer func() { must(t, q.close()) }()
 	must(t, q.apply("a", &agentproto.Bandwidth{
-		Downlink: &agentproto.Rate{RateBps: 10 * mbit},
-		Uplink:   &agentproto.Rate{RateBps: 20 * mbit},
+		Uplink:   &agentproto.Rate{RateBps: 10 * mbit},
+		Downlink: &agentproto.Rate{RateBps: 20 * mbit},
 	}, l.host, "mecva", l.inst["a"], "eth0", qosIfindex(t, l.host, "mecva")))
-	must(t, q.apply("b", &agentproto.Bandwidth{Downlink: &agentproto.Rate{RateBps: 50 * mbit}},
+	must(t, q.apply("b", &agentproto.Bandwidth{Uplink: &agentproto.Rate{RateBps: 50 * mbit}},
 		l.host, "mecvb", l.inst["b"], "eth0", qosIfindex(t, l.host, "mecvb")))
 
 	var rwg, swg sync.WaitGroup
@@ -219,16 +219,16 @@ func TestQoSShapesInstances(t *testing.T) {
 	rcvUp.Close()
 	rwg.Wait()
 	gotA, gotB, gotUp := (c1[0]-c0[0])/el/mbit, (c1[1]-c0[1])/el/mbit, (c1[2]-c0[2])/el/mbit
-	t.Logf("measured over %.2fs: a downlink %.2f Mbit/s (limit 10, offered 40), b downlink %.2f Mbit/s (limit 50, offered 30), a uplink %.2f Mbit/s (limit 20, offered 60)",
+	t.Logf("measured over %.2fs: a uplink %.2f Mbit/s (limit 10, offered 40), b uplink %.2f Mbit/s (limit 50, offered 30), a downlink %.2f Mbit/s (limit 20, offered 60)",
 		el, gotA, gotB, gotUp)
 	if gotA < 9 || gotA > 11 {
-		t.Errorf("a downlink %.2f Mbit/s, want 9-11", gotA)
+		t.Errorf("a uplink %.2f Mbit/s, want 9-11", gotA)
 	}
 	if gotB < 27 || gotB > 33 {
-		t.Errorf("b downlink %.2f Mbit/s, want its offered 30 (27-33)", gotB)
+		t.Errorf("b uplink %.2f Mbit/s, want its offered 30 (27-33)", gotB)
 	}
 	if gotUp < 18 || gotUp > 22 {
-		t.Errorf("a uplink %.2f Mbit/s, want 18-22", gotUp)
+		t.Errorf("a downlink %.2f Mbit/s, want 18-22", gotUp)
 	}
 }
 
@@ -245,7 +245,7 @@ func TestQoSChangeAndRemove(t *testing.T) {
 		t.Helper()
 		must(t, q.apply("a", bw, l.host, "mecva", l.inst["a"], "eth0", idx))
 	}
-	bw := &agentproto.Bandwidth{Downlink: &agentproto.Rate{RateBps: 10 * mbit}, Uplink: &agentproto.Rate{RateBps: 5 * mbit, CeilBps: 8 * mbit}}
+	bw := &agentproto.Bandwidth{Uplink: &agentproto.Rate{RateBps: 10 * mbit}, Downlink: &agentproto.Rate{RateBps: 5 * mbit, CeilBps: 8 * mbit}}
 	apply(bw, idxA)
 	if s := shapingOf(t, l.host, "mecva"); !s.htb || s.rate != 10*mbit || s.ceil != 10*mbit {
 		t.Fatalf("host end after apply: %+v, want htb at 10/10 Mbit/s", s)
@@ -255,15 +255,15 @@ func TestQoSChangeAndRemove(t *testing.T) {
 	}
 
 	// The same again (a copy, as a new desired state would carry): nothing is redone.
-	down, up := q.inst["a"].down.s, q.inst["a"].up.s
+	down, up := q.inst["a"].toInst.s, q.inst["a"].fromInst.s
 	cp := *bw
 	apply(&cp, idxA)
-	if q.inst["a"].down.s != down || q.inst["a"].up.s != up {
+	if q.inst["a"].toInst.s != down || q.inst["a"].fromInst.s != up {
 		t.Error("an unchanged apply made new shapers")
 	}
 
-	// Downlink changed, uplink dropped.
-	apply(&agentproto.Bandwidth{Downlink: &agentproto.Rate{RateBps: 20 * mbit, CeilBps: 25 * mbit}}, idxA)
+	// Uplink changed, downlink dropped.
+	apply(&agentproto.Bandwidth{Uplink: &agentproto.Rate{RateBps: 20 * mbit, CeilBps: 25 * mbit}}, idxA)
 	if s := shapingOf(t, l.host, "mecva"); !s.htb || s.rate != 20*mbit || s.ceil != 25*mbit {
 		t.Errorf("host end after change: %+v, want htb at 20/25 Mbit/s", s)
 	}
@@ -278,7 +278,7 @@ func TestQoSChangeAndRemove(t *testing.T) {
 	if idxNew == idxA {
 		t.Fatal("the new veth has the old ifindex")
 	}
-	apply(&agentproto.Bandwidth{Downlink: &agentproto.Rate{RateBps: 20 * mbit, CeilBps: 25 * mbit}}, idxNew)
+	apply(&agentproto.Bandwidth{Uplink: &agentproto.Rate{RateBps: 20 * mbit, CeilBps: 25 * mbit}}, idxNew)
 	if s := shapingOf(t, l.host, "mecva"); !s.htb || s.rate != 20*mbit {
 		t.Errorf("new veth: %+v, want htb at 20 Mbit/s", s)
 	}
@@ -303,7 +303,7 @@ func TestQoSChangeAndRemove(t *testing.T) {
 
 	// An instance removed by the runtime before the agent noticed: its
 	// veth is gone, and removing its shapers is no error.
-	must(t, q.apply("b", &agentproto.Bandwidth{Downlink: &agentproto.Rate{RateBps: 10 * mbit}}, l.host, "mecvb", l.inst["b"], "eth0", idxB))
+	must(t, q.apply("b", &agentproto.Bandwidth{Uplink: &agentproto.Rate{RateBps: 10 * mbit}}, l.host, "mecvb", l.inst["b"], "eth0", idxB))
 	must(t, netns.DelVeth(l.host, "mecvb"))
 	must(t, q.remove("b"))
 	if len(q.inst) != 0 {

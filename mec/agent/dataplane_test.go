@@ -221,12 +221,16 @@ func TestSteeringEndToEnd(t *testing.T) {
 	}
 	reply, _, ok := readUDP(gnb, 2*time.Second)
 	want := gpdu(0x202, 0, 9, innerUDP(svc, ue, []byte("hello back")))
-	// The inner IPv4 ID and DF and the UDP checksum are the app's kernel's
-	// choice: take them from the reply, and check the header checksum.
+	// The inner IPv4 ID and DF are the app's kernel's choice: take them
+	// from the reply. Both checksums must be right as they arrive: the UE
+	// checks them, and no NIC completes a partial one inside the tunnel.
 	if ok && len(reply) == len(want) {
 		in := reply[16:]
 		if !ipv4Valid(in[:20]) {
 			t.Fatalf("inner IPv4 header checksum invalid: %x", in[:20])
+		}
+		if !udpValid(in) {
+			t.Fatalf("inner UDP checksum %x invalid (left partial?): %x", in[26:28], in)
 		}
 		copy(want[16+4:], in[4:8])
 		copy(want[16+10:], in[10:12])
@@ -269,6 +273,33 @@ func ipv4Valid(h []byte) bool {
 	for i := 0; i < 20; i += 2 {
 		sum += uint32(binary.BigEndian.Uint16(h[i:]))
 	}
+	for sum > 0xffff {
+		sum = sum&0xffff + sum>>16
+	}
+	return sum == 0xffff
+}
+
+// udpValid checks the UDP checksum of an IPv4 packet (RFC 768: over the
+// pseudo-header and the datagram; 0 means none was sent, which the echo
+// app's kernel never does).
+func udpValid(p []byte) bool {
+	ihl := int(p[0]&0x0f) * 4
+	u := p[ihl:]
+	if binary.BigEndian.Uint16(u[6:]) == 0 {
+		return false
+	}
+	var sum uint32
+	add := func(b []byte) {
+		for i := 0; i+1 < len(b); i += 2 {
+			sum += uint32(binary.BigEndian.Uint16(b[i:]))
+		}
+		if len(b)%2 == 1 {
+			sum += uint32(b[len(b)-1]) << 8
+		}
+	}
+	add(p[12:20])
+	sum += 17 + uint32(len(u))
+	add(u)
 	for sum > 0xffff {
 		sum = sum&0xffff + sum>>16
 	}
