@@ -84,7 +84,7 @@ test: deps vet
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 		if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	$(GO) test -race -count=1 -timeout 12m $$($(GO) list ./... | grep -v -e '^github.com/mecorch/mecorch/lab$$' -e '^github.com/mecorch/mecorch/lab/stamplab$$')
-	$(GO) test -count=1 -p 1 -timeout 6m ./lab ./lab/stamplab
+	$(GO) test -count=1 -p 1 -timeout 9m ./lab ./lab/stamplab
 
 # fuzz: a short run of every fuzz target (long runs: FUZZTIME=10m). The
 # seed corpora also run in every `make test`.
@@ -130,3 +130,11 @@ failover:
 
 clean:
 	rm -rf $(BIN)
+
+# bench-steer: throughput of the GTP-U decap/redirect path (traffic/classify, FORWARD_DECAPSULATED) between
+# three network namespaces, against a bare tcx redirect in the same run, inline on one CPU and with the
+# receive side on a second CPU (root; about 10 minutes, longer while the machine is busy).
+.PHONY: bench-steer
+bench-steer:
+	$(GO) test ./bench/steerpath/ -run '^$$' -bench BenchmarkSteer -benchtime 1x -timeout 60m \
+		-args -steer.interval=1s -steer.rounds=5 -steer.modes=inline,pipeline
