@@ -133,7 +133,7 @@ clean:
 
 # bench-steer: throughput of the GTP-U decap/redirect path (traffic/classify, FORWARD_DECAPSULATED) between
 # three network namespaces, against a bare tcx redirect in the same run, inline on one CPU and with the
-# receive side on a second CPU (root; about 10 minutes, longer while the machine is busy).
+# receive side on a second CPU (root; 3 to 7 minutes, longer while the machine is busy).
 .PHONY: bench-steer
 bench-steer:
 	$(GO) test ./bench/steerpath/ -run '^$$' -bench BenchmarkSteer -benchtime 1x -timeout 60m \

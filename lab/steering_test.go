@@ -200,7 +200,7 @@ func TestSteeringAcrossTwoSites(t *testing.T) {
 
 // steeringPackage builds an echo-app package whose AppD steers UDP port 7
 // to svc (from the UE pool) with action, answers name.steer.example with
-// svc, and limits the downlink to bps.
+// svc, and limits the uplink (MEC 015: from UEs, towards the app) to bps.
 func steeringPackage(t *testing.T, name, svc, action string, bps int) []byte {
 	t.Helper()
 	appd := fmt.Sprintf(`appDId: %[1]s-0000-4000-8000-lab

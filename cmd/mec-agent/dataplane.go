@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -93,6 +94,11 @@ func (f *dpFlags) check(hostID string) error {
 	switch f.pinDir {
 	case "off":
 	case "":
+		// The host ID becomes a path element: one that is not a plain
+		// name could point the pins (and their removal) anywhere.
+		if hostID == "." || hostID == ".." || strings.ContainsAny(hostID, "/\x00") {
+			return fmt.Errorf("--host-id %q cannot name a pin directory: give --bpf-pin-dir", hostID)
+		}
 		f.pinDir = filepath.Join(bpffs, "mecorch", hostID)
 	default:
 		if !filepath.IsAbs(f.pinDir) {
@@ -136,6 +142,12 @@ func newDataplane(f dpFlags, nets agent.Networks, bridge, netnsDir, nsPrefix str
 				if err := classify.RemovePins(dir); err != nil {
 					return nil, fmt.Errorf("remove pinned steering in %s: %w", dir, err)
 				}
+			}
+		}
+		// An earlier run's DNS responder, kept for a restart with steering.
+		if _, err := os.Stat(filepath.Join(netnsDir, nsPrefix+"dns")); err == nil {
+			if err := agent.RemoveDNSEdge("", netnsDir, nsPrefix+"dns"); err != nil {
+				return nil, fmt.Errorf("remove the DNS responder an earlier run left: %w", err)
 			}
 		}
 		return nil, nil

@@ -28,6 +28,8 @@ func TestSteeringFlags(t *testing.T) {
 		{[]string{"--steer-iface", "eth2", "--ue-prefix", "10.45.0.0/16", "--ue-dns", "10.100.2.53"}, "--dns-upstream"},
 		{[]string{"--steer-iface", "eth2", "--ue-prefix", "10.45.0.0/16", "--ue-dns", "10.100.2.53", "--dns-upstream", "10.100.2.54:53"}, ""},
 		{[]string{"--steer-iface", "eth2", "--ue-prefix", "10.45.0.0/16", "--bpf-pin-dir", "rel/dir"}, "absolute"},
+		{[]string{"--host-id", "..", "--steer-iface", "eth2", "--ue-prefix", "10.45.0.0/16"}, "pin directory"},
+		{[]string{"--host-id", "a/b"}, "pin directory"},
 	}
 	for _, tc := range cases {
 		_, err := parse(append(append([]string{}, base...), tc.extra...), io.Discard)

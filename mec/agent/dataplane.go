@@ -99,17 +99,18 @@ type Steering struct {
 	mtu    int // instances' MTU: the steering interface's less the GTP-U overhead
 	cancel context.CancelFunc
 
-	mu       sync.Mutex
-	inst     map[string]*steered // running instances, by id
-	remote   map[string]bool     // rule IDs of the remote instances' rules in force
-	applied  string              // key of the rule set in force
-	appliedI []string            // instance IDs (local and remote) whose rules are in force
-	refused  string              // key of the last set Apply refused
-	refErr   error               // why
-	ues      map[netip.Addr]classify.UEPath
-	overlay  string // key of the peer and MAC sets in force
-	dnsKey   string
-	swept    bool // stale pinned return paths removed
+	mu          sync.Mutex
+	inst        map[string]*steered            // running instances, by id
+	remote      map[string]bool                // rule IDs of the remote instances' rules in force
+	applied     string                         // key of the rule set in force
+	appliedI    []string                       // instance IDs (local and remote) whose rules are in force
+	refused     string                         // key of the last set Apply refused
+	refErr      error                          // why
+	ues         map[netip.Addr]classify.UEPath // provisioned tunnels written
+	learnedSeen uint64                         // Stats.Learned when the UE map was last checked for evictions
+	overlay     string                         // key of the peer and MAC sets in force
+	dnsKey      string
+	swept       bool // stale pinned return paths removed
 }
 
 // steered is what Steering did for one instance.
@@ -293,7 +294,11 @@ func (s *Steering) Close() error {
 	s.ifaces = nil
 	errs = append(errs, s.qos.close())
 	if s.dns != nil {
-		errs = append(errs, s.dns.close())
+		if s.cfg.PinDir != "" {
+			s.dns.stop() // the pinned rule still steers to it: keep its veth for the next agent
+		} else {
+			errs = append(errs, s.dns.close())
+		}
 	}
 	s.cancel()
 	errs = append(errs, s.cls.Close())
@@ -336,8 +341,14 @@ func (s *Steering) Sync(st DataplaneState) error {
 	if err != nil {
 		errs = append(errs, err)
 	}
+	// A remote app's names are answered only if its traffic is steered
+	// there: a service address nothing steers would be a dead end.
+	steered := map[string]bool{}
+	for _, rs := range remoteSets {
+		steered[rs.id] = true
+	}
 	for _, r := range st.Remote {
-		if !keep[r.ID] {
+		if steered[r.ID] {
 			dnsRules = append(dnsRules, r.DNSRules...)
 		}
 	}

@@ -43,12 +43,10 @@ type DNSConfig struct {
 
 // The point-to-point link between the agent's namespace and the
 // responder's: link-local, so it collides with no operator addressing.
-var (
-	dnsHostSide4 = netip.MustParsePrefix("169.254.53.1/30")
-	dnsNsSide4   = netip.MustParsePrefix("169.254.53.2/30")
-	dnsHostSide6 = netip.MustParsePrefix("fe80::53:1/64")
-	dnsNsSide6   = netip.MustParsePrefix("fe80::53:2/64")
-)
+func dnsHostSide4() netip.Prefix { return netip.MustParsePrefix("169.254.53.1/30") }
+func dnsNsSide4() netip.Prefix   { return netip.MustParsePrefix("169.254.53.2/30") }
+func dnsHostSide6() netip.Prefix { return netip.MustParsePrefix("fe80::53:1/64") }
+func dnsNsSide6() netip.Prefix   { return netip.MustParsePrefix("fe80::53:2/64") }
 
 // dnsNsLink is the responder-side end's name inside its namespace.
 const dnsNsLink = "eth0"
@@ -163,14 +161,14 @@ func (d *dnsEdge) wire() error {
 		}
 	}
 	v6 := d.cfg.Resolver.Is6()
-	if err := upWith(h, host, dnsHostSide4, v6, dnsHostSide6); err != nil {
+	if err := upWith(h, host, dnsHostSide4(), v6, dnsHostSide6()); err != nil {
 		return fmt.Errorf("dns responder: host end %s: %w", d.hostLink, err)
 	}
 	peer, err := ph.LinkByName(dnsNsLink)
 	if err != nil {
 		return fmt.Errorf("dns responder: %s: %w", dnsNsLink, err)
 	}
-	if err := upWith(ph, peer, dnsNsSide4, v6, dnsNsSide6); err != nil {
+	if err := upWith(ph, peer, dnsNsSide4(), v6, dnsNsSide6()); err != nil {
 		return fmt.Errorf("dns responder: %s: %w", dnsNsLink, err)
 	}
 	lo, err := ph.LinkByName("lo")
@@ -199,9 +197,9 @@ func (d *dnsEdge) wire() error {
 	}
 	// Replies go to UEs anywhere: everything leaves through the host end,
 	// where the classifier's return path encapsulates it.
-	gw, def := dnsHostSide4.Addr(), netip.MustParsePrefix("0.0.0.0/0")
+	gw, def := dnsHostSide4().Addr(), netip.MustParsePrefix("0.0.0.0/0")
 	if v6 {
-		gw, def = dnsHostSide6.Addr(), netip.MustParsePrefix("::/0")
+		gw, def = dnsHostSide6().Addr(), netip.MustParsePrefix("::/0")
 	}
 	route := &netlink.Route{LinkIndex: peer.Attrs().Index, Dst: prefixNet(def), Gw: gw.AsSlice()}
 	if err := ph.RouteReplace(route); err != nil {
@@ -402,15 +400,37 @@ func (d *dnsEdge) Counters() dns.Counters { return d.resp.Counters() }
 // close stops the responder, then deletes its veth and its namespace.
 // Closing twice is a no-op.
 func (d *dnsEdge) close() error {
+	if !d.stop() {
+		return nil
+	}
+	return d.teardown()
+}
+
+// stop ends the responder (its sockets) and leaves the namespace and the
+// veth: with pinning, the classifier goes on steering UE DNS to that veth
+// after the agent exits, and the next agent adopts both (same MAC, so the
+// rule in force stays right) and answers again. It reports whether this
+// call did the stopping.
+func (d *dnsEdge) stop() bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.closed {
-		return nil
+		return false
 	}
 	d.closed = true
 	d.cancel()
 	<-d.done // the sockets are closed: nothing holds the namespace
-	return d.teardown()
+	return true
+}
+
+// RemoveDNSEdge deletes what a DNS responder left (its veth in hostNetns
+// and its namespace), for an agent started without one: nothing may stay
+// steered to it. What is not there is no error.
+func RemoveDNSEdge(hostNetns, netnsDir, netnsName string) error {
+	return errors.Join(
+		netns.DelVeth(hostNetns, netns.VethName("mecdns", netnsName)),
+		netns.Delete(netnsDir, netnsName),
+	)
 }
 
 func (d *dnsEdge) teardown() error {

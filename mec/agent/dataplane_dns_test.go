@@ -87,7 +87,7 @@ func (l dnsLab) routeToEdge(t *testing.T, d *dnsEdge) {
 	must(t, err)
 	defer h.Close()
 	must(t, h.RouteReplace(&netlink.Route{LinkIndex: d.HostIfindex(), Dst: prefixNet(netip.MustParsePrefix(ueResolver + "/32")),
-		Gw: dnsNsSide4.Addr().AsSlice()}))
+		Gw: dnsNsSide4().Addr().AsSlice()}))
 }
 
 // fakeUpstream is a DNS server (UDP) on 127.0.0.1 of the namespace it is
@@ -399,4 +399,32 @@ func TestDNSEdgeSteeredFromGTPU(t *testing.T) {
 	if c := cnt["dns/ue-dns"]; c.Packets != 1 {
 		t.Errorf("counters %+v, want 1 packet on dns/ue-dns", cnt)
 	}
+}
+
+// TestDNSEdgeStopKeepsWiring: with pinning an agent that stops only
+// closes the responder's sockets (the pinned rule still steers UE DNS to
+// its veth, for the next agent); RemoveDNSEdge, for an agent started
+// without steering, takes the namespace and the veth away.
+func TestDNSEdgeStopKeepsWiring(t *testing.T) {
+	l := newDNSLab(t)
+	cfg := DNSConfig{Resolver: netip.MustParseAddr(ueResolver), NetnsDir: l.dir, NetnsName: "dnsedge", HostNetns: l.host}
+	d, err := newDNSEdge(context.Background(), cfg)
+	must(t, err)
+	if !d.stop() || d.stop() {
+		t.Fatal("stop: the first call must stop, the second do nothing")
+	}
+	if names, _ := netns.List(l.dir, "dnsedge"); len(names) != 1 {
+		t.Fatalf("namespace gone after stop: %v", names)
+	}
+	if links, _ := netns.Links(l.host, "", "veth"); !slices.Contains(links, d.hostLink) {
+		t.Fatalf("veth %s gone after stop: %v", d.hostLink, links)
+	}
+	must(t, RemoveDNSEdge(l.host, l.dir, "dnsedge"))
+	if names, _ := netns.List(l.dir, "dnsedge"); len(names) != 0 {
+		t.Errorf("namespace left after RemoveDNSEdge: %v", names)
+	}
+	if links, _ := netns.Links(l.host, "", "veth"); slices.Contains(links, d.hostLink) {
+		t.Errorf("veth %s left after RemoveDNSEdge: %v", d.hostLink, links)
+	}
+	must(t, RemoveDNSEdge(l.host, l.dir, "dnsedge")) // nothing left: no error
 }

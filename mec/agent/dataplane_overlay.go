@@ -31,7 +31,9 @@ func (s *Steering) syncUEs(ts []agentproto.UETunnel) error {
 		want[ue.Unmap()] = classify.UEPath{GNB: gnb.Unmap(), TEID: t.TEID, QFI: uint8(t.QFI), Source: src.Unmap()}
 	}
 	if maps.Equal(want, s.ues) {
-		return errors.Join(errs...)
+		// Unchanged, but the UE map is an LRU: learning many UEs may have
+		// evicted provisioned ones, which nothing else would put back.
+		return errors.Join(append(errs, s.restoreEvicted())...)
 	}
 	var cur map[netip.Addr]classify.UEPath
 	for ue, p := range s.ues {
@@ -102,6 +104,33 @@ func (s *Steering) syncOverlay(peers []agentproto.TunnelPeer, macs map[string]ne
 	}
 	if len(errs) == 0 {
 		s.overlay = b.String()
+	}
+	return errors.Join(errs...)
+}
+
+// restoreEvicted writes back the provisioned tunnels missing from the UE
+// map, when learning has written to it since the last look (only learning
+// makes the LRU evict). A UE whose path learning replaced is left as it is.
+func (s *Steering) restoreEvicted() error {
+	st, err := s.cls.Stats()
+	if err != nil || st.Learned == s.learnedSeen || len(s.ues) == 0 {
+		return err
+	}
+	cur, err := s.cls.UEs()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for ue, p := range s.ues {
+		if _, ok := cur[ue]; ok {
+			continue
+		}
+		if err := s.cls.SetUE(ue, p); err != nil {
+			errs = append(errs, fmt.Errorf("UE tunnel %s: restore after eviction: %w", ue, err))
+		}
+	}
+	if len(errs) == 0 {
+		s.learnedSeen = st.Learned
 	}
 	return errors.Join(errs...)
 }

@@ -1,10 +1,12 @@
 package agent
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/mecorch/mecorch/mec/agentproto"
+	"github.com/mecorch/mecorch/mec/apprun"
 	"github.com/mecorch/mecorch/traffic/classify"
 	"github.com/mecorch/mecorch/traffic/netns"
 )
@@ -169,5 +172,105 @@ func TestSyncUETunnels(t *testing.T) {
 	must(t, err)
 	if _, ok := ues[netip.MustParseAddr("10.45.0.1")]; ok || len(ues) != 1 {
 		t.Errorf("after the operator removed it: %v", ues)
+	}
+}
+
+// TestProvisionedTunnelsSurviveEviction: a provisioned tunnel the LRU UE
+// map evicted (here deleted, as an eviction would) is written back on the
+// next pass once learning has written to the map.
+func TestProvisionedTunnelsSurviveEviction(t *testing.T) {
+	l := newLab(t)
+	st, err := NewSteering(SteeringConfig{SteerIface: "steer0", CoreIface: "mecvtest", HostNetns: l.host,
+		UEPrefixes: []netip.Prefix{netip.MustParsePrefix("10.45.0.0/16")}, Networks: fakeNetworks{}})
+	must(t, err)
+	defer st.Close()
+	state := DataplaneState{UETunnels: []agentproto.UETunnel{echoTunnel}}
+	must(t, st.Sync(state))
+	ue := netip.MustParseAddr("10.45.0.1")
+	must(t, st.Classifier().DeleteUE(ue))
+	must(t, st.Sync(state))
+	if ues, _ := st.Classifier().UEs(); len(ues) != 0 {
+		t.Fatalf("restored without any learning since: %v", ues)
+	}
+	// A downlink G-PDU to another UE, as the core side would see it.
+	inner := innerUDP(netip.MustParseAddrPort("10.100.2.2:7"), netip.MustParseAddrPort("10.45.0.9:40000"), []byte("dl"))
+	g := gpdu(0x1109, 0, 9, inner)
+	outer := innerUDP(netip.MustParseAddrPort("10.100.1.2:2152"), netip.MustParseAddrPort("10.1.1.2:2152"), g)
+	frame := append([]byte{2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x08, 0x00}, outer...)
+	if _, err := st.Classifier().LearnProgram().Run(&ebpf.RunOptions{Data: frame}); err != nil {
+		t.Fatal(err)
+	}
+	must(t, st.Sync(state))
+	ues, err := st.Classifier().UEs()
+	must(t, err)
+	if got := ues[ue]; got.TEID != echoTunnel.TEID || got.GNB != netip.MustParseAddr(echoTunnel.GNBAddress) {
+		t.Fatalf("provisioned tunnel not restored after learning: %v", ues)
+	}
+	if _, ok := ues[netip.MustParseAddr("10.45.0.9")]; !ok {
+		t.Fatalf("the learnt UE is missing: %v", ues)
+	}
+}
+
+// bigRules is one traffic rule whose filters expand to about 3,000
+// classifier entries (60 source addresses × 25 ports, and the GTP_U twin).
+func bigRules(id string) agentproto.DesiredInstance {
+	in := echoRules()
+	in.ID = id
+	f := &in.TrafficRules[0].Filters[0]
+	f.SrcAddress, f.DstPort = nil, nil
+	for i := range 60 {
+		f.SrcAddress = append(f.SrcAddress, fmt.Sprintf("10.45.%d.0/24", i))
+	}
+	for p := range 25 {
+		f.DstPort = append(f.DstPort, fmt.Sprint(7000+p))
+	}
+	f.Protocol = []string{"UDP"}
+	return in
+}
+
+// TestRefusedUnionFallsBack: instances whose rules compile alone but not
+// together (past the classifier's entries) do not leave a stale set in
+// force: the instances already served stay served, the newcomer is refused
+// with the reason, and the refused set is not tried again on every pass.
+func TestRefusedUnionFallsBack(t *testing.T) {
+	l := newLab(t)
+	nets := fakeNetworks{}
+	for _, id := range []string{"a", "b", "c", "d"} {
+		host := "mecv" + id
+		must(t, netns.Do(l.host, func() error {
+			if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: host}, PeerName: "peer" + id}); err != nil {
+				return err
+			}
+			lk, err := netlink.LinkByName(host)
+			if err != nil {
+				return err
+			}
+			return netlink.LinkSetUp(lk)
+		}))
+		nets[id] = apprun.Network{HostNetns: l.host, HostLink: host, Netns: l.inst, Link: "eth0"}
+	}
+	st, err := NewSteering(SteeringConfig{SteerIface: "steer0", HostNetns: l.host,
+		UEPrefixes: []netip.Prefix{netip.MustParsePrefix("10.45.0.0/16")}, Networks: nets})
+	must(t, err)
+	defer st.Close()
+	served := []agentproto.DesiredInstance{bigRules("a"), bigRules("b"), bigRules("c")}
+	must(t, st.Sync(DataplaneState{Running: served}))
+	err = st.Sync(DataplaneState{Running: append(served, bigRules("d"))})
+	if err == nil || !strings.Contains(err.Error(), "refused") || !strings.Contains(err.Error(), "serving 3 of 4") {
+		t.Fatalf("union past the classifier's size: err = %v", err)
+	}
+	cnt, err2 := st.Counters()
+	must(t, err2)
+	for _, id := range []string{"a", "b", "c"} {
+		if _, ok := cnt[id+"/edge-echo-uplink"]; !ok {
+			t.Errorf("instance %s is no longer served: %v", id, cnt)
+		}
+	}
+	if _, ok := cnt["d/edge-echo-uplink"]; ok {
+		t.Error("the newcomer's rules are in force although the union was refused")
+	}
+	// The same state again: the same error, from memory.
+	if err3 := st.Sync(DataplaneState{Running: append(served, bigRules("d"))}); err3 == nil || err3.Error() != err.Error() {
+		t.Errorf("second pass: %v, want the same refusal %v", err3, err)
 	}
 }

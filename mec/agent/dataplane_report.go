@@ -45,7 +45,7 @@ func (s *Steering) Report() ([]agentproto.RuleCounter, *agentproto.DataPlaneStat
 		return out, nil
 	}
 	dp := &agentproto.DataPlaneStats{Learned: st.Learned, DroppedUnknownUE: st.DroppedUnknownUE,
-		SteerFailed: st.SteerFailed, EncapFailed: st.EncapFailed + st.TooBig}
+		SteerFailed: st.SteerFailed, EncapFailed: st.EncapFailed, TooBig: st.TooBig}
 	if ues, err := s.cls.UEs(); err == nil {
 		dp.UEs = len(ues)
 	}
@@ -85,7 +85,7 @@ func (s *Steering) Collector() prometheus.Collector {
 }
 
 type steeringCollector struct {
-	s                                         *Steering
+	s                                        *Steering
 	rulePackets, ruleBytes, events, ues, dns *prometheus.Desc
 }
 

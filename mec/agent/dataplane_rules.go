@@ -68,11 +68,16 @@ func (s *Steering) applySets(sets []ruleSet) error {
 			continue
 		}
 		if fkey == s.applied {
+			s.refErr = fmt.Errorf("%w; serving %d of %d instances' rules meanwhile", s.refErr, len(fallback), len(sets))
 			return s.refErr
 		}
 		if ferr := s.cls.Apply(rules); ferr == nil {
+			// commit forgets the refusal; it must stand, or every pass
+			// would try the refused set again.
+			refused, refErr := s.refused, s.refErr
 			s.commit(fkey, fallback)
-			return fmt.Errorf("%w; serving %d of %d instances' rules meanwhile", s.refErr, len(fallback), len(sets))
+			s.refused, s.refErr = refused, fmt.Errorf("%w; serving %d of %d instances' rules meanwhile", refErr, len(fallback), len(sets))
+			return s.refErr
 		}
 	}
 	return errors.Join(s.refErr, errors.New("fallback sets refused too; the set in force may be stale"))
@@ -128,10 +133,15 @@ func (s *Steering) remoteRules(remote []agentproto.RemoteInstance, local map[str
 		if local[r.ID] {
 			continue
 		}
+		// Checked one by one, so that one bad entry does not take every
+		// remote instance's FDB entry down with it (SetMACs refuses a set
+		// as a whole).
 		mac, err := net.ParseMAC(r.MAC)
 		vtep, verr := netip.ParseAddr(r.VTEP)
-		if err != nil || verr != nil {
-			errs = append(errs, fmt.Errorf("remote instance %s: bad MAC %q or VTEP %q", r.ID, r.MAC, r.VTEP))
+		vtep = vtep.Unmap()
+		if err != nil || verr != nil || len(mac) != 6 || mac[0]&1 == 1 || slices.Equal(mac, make(net.HardwareAddr, 6)) ||
+			vtep.Is4() != s.cfg.VTEP.Unmap().Is4() || vtep == s.cfg.VTEP.Unmap() {
+			errs = append(errs, fmt.Errorf("remote instance %s: MAC %q or VTEP %q unusable from VTEP %s", r.ID, r.MAC, r.VTEP, s.cfg.VTEP))
 			continue
 		}
 		rs := instanceRules(r.ID, r.TrafficRules, classify.Dest{Ifindex: s.tun.Index(), MAC: mac})

@@ -83,6 +83,7 @@ type DataPlaneStats struct {
 	DroppedUnknownUE uint64 `json:"droppedUnknownUe"` // replies to a UE with no known tunnel
 	SteerFailed      uint64 `json:"steerFailed"`
 	EncapFailed      uint64 `json:"encapFailed"`
+	TooBig           uint64 `json:"tooBig"` // replies dropped: too big for the tunnel (GSO, or past the uplink MTU)
 }
 
 // Bounds of the data-plane lists.

@@ -149,7 +149,11 @@ func (s *Service) loadWorld(tx mec.Tx) (*dpWorld, error) {
 		}
 		a.wanted[in.HostID] = true
 		host := w.byID[in.HostID]
-		if in.ObservedState == ObservedRunning && in.MAC != "" && host != nil && host.VTEP != "" {
+		// A host that stopped reporting keeps its instances' last observed
+		// state for a while: steering UEs of other sites into its tunnel
+		// would black-hole them. Draining hosts still serve.
+		if in.ObservedState == ObservedRunning && in.MAC != "" && host != nil && host.VTEP != "" &&
+			(host.State == mec.HostReady || host.State == mec.HostDraining) {
 			a.cands = append(a.cands, dpCand{inst: in, host: host, rules: r})
 		}
 	}

@@ -449,3 +449,33 @@ func TestBoundsAgree(t *testing.T) {
 		t.Errorf("uetunnel.MaxTunnels %d, agentproto.MaxUETunnels %d", uetunnel.MaxTunnels, agentproto.MaxUETunnels)
 	}
 }
+
+// TestDataPlaneSkipsHostsNotReady: an instance on a host that stopped
+// reporting keeps its last observed state for a while; no other host steers
+// to it meanwhile.
+func TestDataPlaneSkipsHostsNotReady(t *testing.T) {
+	f := newDPFixture(t, openBoltStore(t))
+	b := f.place("app-1", "h2")
+	c := f.place("app-1", "h3")
+	f.report("h2", map[string]agentproto.InstanceStatus{b.ID: {State: "Running", MAC: "02:00:00:00:00:02"}})
+	f.report("h3", map[string]agentproto.InstanceStatus{c.ID: {State: "Running", MAC: "02:00:00:00:00:03"}})
+	err := f.st.Update(context.Background(), func(tx mec.Tx) error {
+		h, v, err := mec.Load[mec.Host](tx, mec.KindHost, "h2")
+		if err != nil {
+			return err
+		}
+		h.State = mec.HostNotReady
+		_, err = mec.Save(tx, mec.KindHost, h.ID, h, v)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// h2 is the nearer: only its state keeps it out.
+	f.rtt.set("s1", "s2", time.Millisecond)
+	f.rtt.set("s1", "s3", 10*time.Millisecond)
+	f.sync()
+	if got, want := remoteIDs(f.desired("h1")), []string{"h3/" + c.ID}; !slices.Equal(got, want) {
+		t.Fatalf("h1's remote instances %v, want %v (h2 is NotReady)", got, want)
+	}
+}

@@ -101,9 +101,6 @@ func (c *Classifier) Configure(cfg ReturnConfig) error {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	// The gate goes off before the prefixes change and on after, so no
-	// packet is judged against a half-written set: meanwhile it is judged
-	// the strict way (UE map only), which never sends anything raw.
 	v := classifyConfig{UplinkIfindex: uint32(cfg.Uplink), UplinkMtu: uint32(cfg.UplinkMTU)}
 	if cfg.Learn {
 		v.Flags |= cfgLearn
@@ -111,20 +108,34 @@ func (c *Classifier) Configure(cfg ReturnConfig) error {
 	if cfg.Route {
 		v.Flags |= cfgRoute
 	}
-	if err := c.objs.Settings.Put(uint32(0), &v); err != nil {
-		return fmt.Errorf("classify: write config: %w", err)
-	}
 	var k classifyUeNet
 	var stale []classifyUeNet
 	var one uint8
+	have := 0
 	it := c.objs.UeNets.Iterate()
 	for it.Next(&k, &one) {
+		have++
 		if !want[k] {
 			stale = append(stale, k)
 		}
 	}
 	if err := it.Err(); err != nil {
 		return fmt.Errorf("classify: read UE prefixes: %w", err)
+	}
+	if len(stale) == 0 && have == len(want) && len(want) > 0 {
+		// The prefixes in force are the ones wanted (a restarted agent
+		// over pinned maps): no gate to close, one write.
+		v.Flags |= cfgUENets
+		if err := c.objs.Settings.Put(uint32(0), &v); err != nil {
+			return fmt.Errorf("classify: write config: %w", err)
+		}
+		return nil
+	}
+	// The gate goes off before the prefixes change and on after, so no
+	// packet is judged against a half-written set: meanwhile it is judged
+	// the strict way (UE map only), which never sends anything raw.
+	if err := c.objs.Settings.Put(uint32(0), &v); err != nil {
+		return fmt.Errorf("classify: write config: %w", err)
 	}
 	for _, k := range stale {
 		if err := c.objs.UeNets.Delete(&k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {

@@ -14,6 +14,28 @@ const (
 	ethtoolSTXCSUM = 0x17
 )
 
+// SetFeature sets one of the legacy ethtool on/off features of the link
+// name in the current namespace: cmd is the ETHTOOL_S* command
+// (unix.ETHTOOL_SGRO, unix.ETHTOOL_STSO, ...).
+func SetFeature(name string, cmd uint32, on bool) error {
+	if len(name) >= unix.IFNAMSIZ {
+		return fmt.Errorf("ethtool: link name %q too long", name)
+	}
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("ethtool: socket: %w", err)
+	}
+	defer unix.Close(fd)
+	v := ethtoolValue{cmd: cmd}
+	if on {
+		v.data = 1
+	}
+	if err := ethtool(fd, name, &v); err != nil {
+		return fmt.Errorf("ethtool %s: command %#x (%t): %w", name, cmd, on, err)
+	}
+	return nil
+}
+
 // ethtoolValue is struct ethtool_value.
 type ethtoolValue struct {
 	cmd, data uint32
@@ -35,22 +57,7 @@ type ifreqData struct {
 // from the NIC, so the receiver at the far end of the tunnel gets a wrong
 // one.
 func SetTxChecksum(name string, on bool) error {
-	if len(name) >= unix.IFNAMSIZ {
-		return fmt.Errorf("ethtool: link name %q too long", name)
-	}
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("ethtool: socket: %w", err)
-	}
-	defer unix.Close(fd)
-	v := ethtoolValue{cmd: ethtoolSTXCSUM}
-	if on {
-		v.data = 1
-	}
-	if err := ethtool(fd, name, &v); err != nil {
-		return fmt.Errorf("ethtool %s: set tx checksum %t: %w", name, on, err)
-	}
-	return nil
+	return SetFeature(name, ethtoolSTXCSUM, on)
 }
 
 // TxChecksum reads the transmit checksum offload of the link name in the
