@@ -13,6 +13,10 @@ type TrafficRuleDescriptor struct {
 	// DstInterface is one object in v3 and an array of up to two in v2; the
 	// duplicate actions need two (client side first, core side second).
 	DstInterface InterfaceList `json:"dstInterface,omitempty" yaml:"dstInterface,omitempty"`
+	// XDSCP is mecorch's extension x-mecorch-dscp (0-63): the DSCP the edge
+	// re-marks matching traffic with (what reaches the app; for PASSTHROUGH
+	// the packet going on). MEC 011 has no such field.
+	XDSCP *int64 `json:"x-mecorch-dscp,omitempty" yaml:"x-mecorch-dscp,omitempty"`
 }
 
 // TrafficFilter (clause 6.2.1.10). Addresses are an address, a prefix

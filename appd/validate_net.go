@@ -37,6 +37,14 @@ func (c *checker) trafficRule(p string, r *TrafficRuleDescriptor) {
 	if c.required(p+".action", string(r.Action)) && !action.Valid() {
 		c.add(p+".action", "%q is not one of DROP, FORWARD_DECAPSULATED, FORWARD_ENCAPSULATED, PASSTHROUGH, DUPLICATE_DECAPSULATED, DUPLICATE_ENCAPSULATED", r.Action)
 	}
+	if r.XDSCP != nil {
+		switch {
+		case *r.XDSCP < 0 || *r.XDSCP > 63:
+			c.add(p+".x-mecorch-dscp", "%d is outside 0..63", *r.XDSCP)
+		case action == ActionDrop:
+			c.add(p+".x-mecorch-dscp", "must be absent when action is DROP (a dropped packet has no DSCP)")
+		}
+	}
 	// The spec asks for one interface with FORWARD_* and PASSTHROUGH and two
 	// with DUPLICATE_*. We tolerate none (the platform then steers to the
 	// app instance itself) but refuse too many, one for a duplicate action,

@@ -172,6 +172,8 @@ func TestValidateRules(t *testing.T) {
 		{"qCI", false, func(a *AppD) { filter(a).QCI = ptr[int64](0) }, "appTrafficRule[0].trafficFilter[0].qCI", "outside 1..255"},
 		{"dSCP", false, func(a *AppD) { filter(a).DSCP = ptr[int64](64) }, "appTrafficRule[0].trafficFilter[0].dSCP", "outside 0..63"},
 		{"tC", false, func(a *AppD) { filter(a).TC = ptr[int64](256) }, "appTrafficRule[0].trafficFilter[0].tC", "outside 0..255"},
+		{"x-mecorch-dscp", false, func(a *AppD) { rule(a).XDSCP = ptr[int64](64) }, "appTrafficRule[0].x-mecorch-dscp", "outside 0..63"},
+		{"x-mecorch-dscp on DROP", false, func(a *AppD) { rule(a).Action, rule(a).DstInterface, rule(a).XDSCP = ActionDrop, nil, ptr[int64](46) }, "appTrafficRule[0].x-mecorch-dscp", "absent when action is DROP"},
 		// Interfaces and tunnels.
 		{"interfaceType", false, func(a *AppD) { rule(a).DstInterface[0].InterfaceType = "VLAN" }, "appTrafficRule[0].dstInterface.interfaceType", "not one of TUNNEL, MAC, IP"},
 		{"IP interface without address", false, func(a *AppD) { rule(a).DstInterface[0].DstIPAddress = "" }, "appTrafficRule[0].dstInterface.dstIPAddress", "is required"},
@@ -240,6 +242,7 @@ func TestValidateAccepts(t *testing.T) {
 	}{
 		{"priority 0 is the highest", func(a *AppD) { a.AppTrafficRule[0].Priority = ptr[int64](0) }},
 		{"DSCP 0", func(a *AppD) { a.AppTrafficRule[0].TrafficFilter[0].DSCP = ptr[int64](0) }},
+		{"re-mark to EF", func(a *AppD) { a.AppTrafficRule[0].XDSCP = ptr[int64](46) }},
 		{"address forms", func(a *AppD) {
 			a.AppTrafficRule[0].TrafficFilter[0].SrcAddress = []string{"10.0.0.1", "10.0.0.0/255.255.0.0", "10.0.0.1-10.0.0.9", "2001:db8::/32", "2001:db8::/48-2001:db8:1::/48", "::ffff:10.0.0.1"}
 		}},

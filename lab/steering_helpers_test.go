@@ -418,3 +418,41 @@ func watchDownlink(t *testing.T, nsPath, iface string, teid uint32, d time.Durat
 	}()
 	return out
 }
+
+// captureTOS returns the TOS byte of the first IPv4 packet to dst leaving
+// iface (in nsPath) within d.
+func captureTOS(t *testing.T, nsPath, iface, dst string, d time.Duration) (byte, bool) {
+	t.Helper()
+	want := netip.MustParseAddr(dst).As4()
+	var fd int
+	err := netns.Do(nsPath, func() error {
+		l, err := netlink.LinkByName(iface)
+		if err != nil {
+			return err
+		}
+		// ETH_P_ALL: only such taps see what a link sends.
+		const ethPAllNet = 0x0300 // htons(ETH_P_ALL) on little-endian
+		fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, ethPAllNet)
+		if err != nil {
+			return err
+		}
+		return unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: ethPAllNet, Ifindex: l.Attrs().Index})
+	})
+	if err != nil {
+		t.Fatalf("capture on %s: %v", iface, err)
+	}
+	defer unix.Close(fd)
+	tv := unix.NsecToTimeval((100 * time.Millisecond).Nanoseconds())
+	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 2048)
+	for end := time.Now().Add(d); time.Now().Before(end); {
+		n, _, err := unix.Recvfrom(fd, buf, 0)
+		if err != nil || n < 34 || buf[12] != 0x08 || buf[13] != 0x00 || buf[14]>>4 != 4 || [4]byte(buf[30:34]) != want {
+			continue
+		}
+		return buf[15], true
+	}
+	return 0, false
+}

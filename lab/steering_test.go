@@ -12,6 +12,7 @@ import (
 	"github.com/mecorch/mecorch/lab/bootstrap"
 	"github.com/mecorch/mecorch/lab/runner"
 	"github.com/mecorch/mecorch/traffic/classify"
+	"github.com/mecorch/mecorch/traffic/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -68,7 +69,7 @@ func TestSteeringAcrossTwoSites(t *testing.T) {
 	api.call(t, "PUT", "/api/v1/ue_tunnels/10.45.0.11", map[string]any{"gnbAddress": "10.1.1.2", "teid": 0x1111, "qfi": 9,
 		"sourceAddress": "10.100.1.2"}, nil, 201)
 
-	steer := api.onboard(t, steeringPackage(t, "steer-echo", steerSvc, "FORWARD_DECAPSULATED", 10_000_000))
+	steer := api.onboard(t, steeringPackage(t, "steer-echo", steerSvc, "FORWARD_DECAPSULATED", 10_000_000, 46))
 	edge1, edge2 := metricsAt(lab, "10.0.1.2"), metricsAt(lab, "10.0.2.2")
 
 	t.Run("a site-1 UE reaches the site-2 instance over VXLAN", func(t *testing.T) {
@@ -102,6 +103,11 @@ func TestSteeringAcrossTwoSites(t *testing.T) {
 			time.Sleep(500 * time.Millisecond)
 		}
 		waitAnswers(t, lab, "ue1b", time.Now(), steerSvc+":7", 10*time.Second)
+		// The rule's x-mecorch-dscp: what reaches the app carries EF (46);
+		// ue1b sends with DSCP 0.
+		if tos, ok := captureTOS(t, lab.NetnsPath("edge1"), netns.VethName("mecv", near), steerSvc, 3*time.Second); !ok || tos>>2 != 46 {
+			t.Errorf("packets to the app: TOS %#x (seen %v), want DSCP 46 from the rule's x-mecorch-dscp", tos, ok)
+		}
 	})
 
 	t.Run("a flow no rule matches reaches the core", func(t *testing.T) {
@@ -115,7 +121,7 @@ func TestSteeringAcrossTwoSites(t *testing.T) {
 	})
 
 	t.Run("DUPLICATE_DECAPSULATED delivers to the app and to the core", func(t *testing.T) {
-		dup := api.onboard(t, steeringPackage(t, "dup-echo", dupSvc, "DUPLICATE_DECAPSULATED", 50_000_000))
+		dup := api.onboard(t, steeringPackage(t, "dup-echo", dupSvc, "DUPLICATE_DECAPSULATED", 50_000_000, -1))
 		in := instantiateAt(t, api, dup, "dup", "site1")
 		api.waitRunning(t, in, "edge1")
 		since := time.Now()
@@ -200,9 +206,14 @@ func TestSteeringAcrossTwoSites(t *testing.T) {
 
 // steeringPackage builds an echo-app package whose AppD steers UDP port 7
 // to svc (from the UE pool) with action, answers name.steer.example with
-// svc, and limits the uplink (MEC 015: from UEs, towards the app) to bps.
-func steeringPackage(t *testing.T, name, svc, action string, bps int) []byte {
+// svc, limits the uplink (MEC 015: from UEs, towards the app) to bps and,
+// with dscp ≥ 0, re-marks the steered packets with it.
+func steeringPackage(t *testing.T, name, svc, action string, bps, dscp int) []byte {
 	t.Helper()
+	remark := ""
+	if dscp >= 0 {
+		remark = fmt.Sprintf("    x-mecorch-dscp: %d\n", dscp)
+	}
 	appd := fmt.Sprintf(`appDId: %[1]s-0000-4000-8000-lab
 appName: %[1]s
 appProvider: mecorch-lab
@@ -233,11 +244,11 @@ appTrafficRule:
         dstAddress: ["%[2]s/32"]
         dstPort: ["7"]
         protocol: [UDP]
-appDNSRule:
+%[5]sappDNSRule:
   - {dnsRuleId: %[1]s-dns, domainName: %[1]s.steer.example, ipAddressType: IP_V4, ipAddress: %[2]s, ttl: 30}
 x-mecorch-bandwidth:
   - {allocationDirection: "01", fixedAllocation: "%[4]d"}
-`, name, svc, action, bps)
+`, name, svc, action, bps, remark)
 	return echoPackage(t, name, appd)
 }
 

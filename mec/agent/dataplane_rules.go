@@ -161,7 +161,7 @@ func (s *Steering) remoteRules(remote []agentproto.RemoteInstance, local map[str
 func instanceRules(id string, rules []agentproto.TrafficRule, dest classify.Dest) []classify.Rule {
 	out := make([]classify.Rule, 0, len(rules))
 	for _, r := range rules {
-		cr := classify.Rule{ID: id + "/" + r.ID, Priority: r.Priority, Action: classify.Action(r.Action), Dest: dest}
+		cr := classify.Rule{ID: id + "/" + r.ID, Priority: r.Priority, Action: classify.Action(r.Action), Dest: dest, SetDSCP: r.SetDSCP}
 		for _, f := range r.Filters {
 			cf := classify.Filter{
 				SrcAddress: f.SrcAddress, DstAddress: f.DstAddress, SrcPort: f.SrcPort, DstPort: f.DstPort,

@@ -368,6 +368,9 @@ func (c *checker) trafficRules(path string, rules []TrafficRule) {
 		if len(r.Filters) == 0 {
 			c.add(p+".trafficFilter", "at least one filter")
 		}
+		if r.SetDSCP != nil {
+			c.between(p+".setDscp", int64(*r.SetDSCP), 0, 63)
+		}
 	}
 }
 

@@ -100,6 +100,9 @@ type TrafficRule struct {
 	Priority   int             `json:"priority"`             // 0 (first) to 255
 	Action     string          `json:"action"`
 	Filters    []TrafficFilter `json:"trafficFilter"`
+	// SetDSCP (0-63) re-marks matching traffic (from the AppD's
+	// x-mecorch-dscp); nil keeps the DSCP.
+	SetDSCP *int `json:"setDscp,omitempty"`
 }
 
 // TrafficFilter is a MEC 011 TrafficFilter: within a field the values are

@@ -31,6 +31,7 @@ func rulesOf(pkg mec.AppPackage) (appRules, error) {
 		if r.Priority != nil {
 			tr.Priority = int(*r.Priority)
 		}
+		tr.SetDSCP = intOf(r.XDSCP)
 		for _, f := range r.TrafficFilter {
 			tr.Filters = append(tr.Filters, agentproto.TrafficFilter{
 				SrcAddress: f.SrcAddress, DstAddress: f.DstAddress, SrcPort: f.SrcPort, DstPort: f.DstPort,

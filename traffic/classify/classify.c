@@ -358,7 +358,7 @@ int classify(struct __sk_buff *skb)
 		c->bytes += skb->len;
 	}
 	skb->mark = r->rule_no + 1;
-	return steer(skb, p, r->action, r->ifindex, r->dmac);
+	return steer(skb, p, r->action, r->ifindex, r->dmac, r->set_dscp);
 }
 
 /* learn records UE paths from downlink G-PDUs (with CFG_LEARN) and nothing

@@ -62,7 +62,10 @@ struct rule_entry {
 	__u32 rule_no; /* position of the rule in priority order; mark = rule_no + 1 */
 	__u32 teid;
 	__u8 qfi;
-	__u8 pad[3];
+	/* 1 + the DSCP to give what reaches the app (the packet, or the copy)
+	 * or, for PASSTHROUGH, the packet going on; 0 keeps the DSCP. */
+	__u8 set_dscp;
+	__u8 pad[2];
 	/* Where FORWARD_* and DUPLICATE_* send the packet (the app instance's
 	 * interface); 0 leaves steering to a later stage (mark only). Kept in
 	 * the entry so the verdict still needs one lookup. */

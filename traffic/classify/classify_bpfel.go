@@ -38,7 +38,8 @@ type classifyRuleEntry struct {
 	RuleNo  uint32
 	Teid    uint32
 	Qfi     uint8
-	Pad     [3]uint8
+	SetDscp uint8
+	Pad     [2]uint8
 	Ifindex uint32
 	Dmac    [6]uint8
 	Pad2    [2]uint8

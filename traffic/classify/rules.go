@@ -60,6 +60,12 @@ type Rule struct {
 	// not MEC 011 (there it is dstInterface, resolved by the platform), so
 	// the agent fills it in from the app instance it runs.
 	Dest Dest `json:"-"`
+	// SetDSCP, when set (0-63), re-marks what reaches the app: the packet of
+	// a FORWARD_* (its inner header once decapsulated), the copy of a
+	// DUPLICATE_* (the original keeps its own); for PASSTHROUGH, the packet
+	// going on. IPv4's header checksum is fixed; ECN bits are kept. Not
+	// MEC 011: AppDs give it as the rule's x-mecorch-dscp.
+	SetDSCP *int `json:"setDscp,omitempty"`
 }
 
 // Dest is a steering destination: the interface (ifindex) of the app
@@ -156,7 +162,14 @@ func Compile(rules []Rule) (*Compiled, error) {
 		if len(r.Filters) == 0 {
 			return nil, fmt.Errorf("%s.trafficFilter: at least one filter is required", path)
 		}
+		if r.SetDSCP != nil && (*r.SetDSCP < 0 || *r.SetDSCP > 63) {
+			return nil, fmt.Errorf("%s.setDscp: %d not in 0-63", path, *r.SetDSCP)
+		}
+		if r.SetDSCP != nil && r.Action == ActionDrop {
+			return nil, fmt.Errorf("%s.setDscp: a dropped packet has no DSCP to set", path)
+		}
 		c.rules = append(c.rules, r)
+		first := len(c.entries)
 		for k, f := range r.Filters {
 			fp := fmt.Sprintf("%s.trafficFilter[%d]", path, k)
 			// A filter that constrains nothing would match every frame,
@@ -167,6 +180,11 @@ func Compile(rules []Rule) (*Compiled, error) {
 			}
 			if err := expand(f, fp, uint32(no), act, r.Dest, &c.entries); err != nil {
 				return nil, err
+			}
+		}
+		if r.SetDSCP != nil {
+			for e := first; e < len(c.entries); e++ {
+				c.entries[e].SetDscp = uint8(*r.SetDSCP) + 1
 			}
 		}
 	}

@@ -132,6 +132,54 @@ static __always_inline int decap(struct __sk_buff *skb, const struct pkt *p)
 	return 0;
 }
 
+/* remark gives the IP header at off the DSCP set_dscp - 1 (0: nothing to
+ * do): IPv4's TOS with its header checksum fixed, IPv6's traffic class.
+ * ECN bits are kept. Returns 1 + the DSCP it replaced, for a restore, or 0
+ * when it changed nothing. */
+static __always_inline __u8 remark(struct __sk_buff *skb, __u32 off, __u8 family, __u8 set_dscp)
+{
+	__u8 b[2], n[2];
+	__u16 from, to;
+
+	if (!set_dscp || bpf_skb_load_bytes(skb, off, b, 2) < 0)
+		return 0;
+	if (family == 4) {
+		n[0] = b[0];
+		n[1] = ((set_dscp - 1) << 2) | (b[1] & 3);
+		if (n[1] == b[1])
+			return 0;
+		__builtin_memcpy(&from, b, 2);
+		__builtin_memcpy(&to, n, 2);
+		if (bpf_l3_csum_replace(skb, off + 10, from, to, 2) || bpf_skb_store_bytes(skb, off + 1, &n[1], 1, 0)) {
+			stat_inc(STAT_STEER_FAIL);
+			return 0;
+		}
+		return (b[1] >> 2) + 1;
+	}
+	if (family == 6) {
+		__u8 tc = ((b[0] & 0x0f) << 4) | (b[1] >> 4);
+		__u8 ntc = ((set_dscp - 1) << 2) | (tc & 3);
+
+		if (ntc == tc)
+			return 0;
+		n[0] = (b[0] & 0xf0) | (ntc >> 4);
+		n[1] = (ntc << 4) | (b[1] & 0x0f);
+		if (bpf_skb_store_bytes(skb, off, n, 2, 0)) {
+			stat_inc(STAT_STEER_FAIL);
+			return 0;
+		}
+		return (tc >> 2) + 1;
+	}
+	return 0;
+}
+
+/* ipat is where a packet's (outer, or after decap the only) IP header is. */
+struct ipat {
+	__u32 off;
+	__u8 family;
+	__u8 set_dscp;
+};
+
 static __always_inline int mac_set(const __u8 *m)
 {
 	return m[0] | m[1] | m[2] | m[3] | m[4] | m[5];
@@ -140,10 +188,11 @@ static __always_inline int mac_set(const __u8 *m)
 /* forward redirects the packet to ifindex, addressed to the app (dmac) when
  * a MAC is given: the frame still names the RAN-side interface, and the
  * app's stack takes only frames addressed to it. */
-static __always_inline int forward(struct __sk_buff *skb, __u32 ifindex, const __u8 *dmac)
+static __always_inline int forward(struct __sk_buff *skb, __u32 ifindex, const __u8 *dmac, struct ipat at)
 {
 	__u8 mac[6];
 
+	remark(skb, at.off, at.family, at.set_dscp);
 	__builtin_memcpy(mac, dmac, 6);
 	if (mac_set(mac) && bpf_skb_store_bytes(skb, 0, mac, 6, 0))
 		stat_inc(STAT_STEER_FAIL); /* sent anyway: it may be the app's own MAC */
@@ -155,15 +204,19 @@ static __always_inline int forward(struct __sk_buff *skb, __u32 ifindex, const _
  * set) the original gets the app's MAC, is cloned, and gets its own
  * destination back. Returns 0, or -1 when the original could not be
  * restored and must not go on. */
-static __always_inline int clone_to(struct __sk_buff *skb, __u32 ifindex, const __u8 *dmac)
+static __always_inline int clone_to(struct __sk_buff *skb, __u32 ifindex, const __u8 *dmac, struct ipat at)
 {
-	__u8 mac[6], orig[6];
+	__u8 mac[6], orig[6], was;
 
+	/* The copy gets the rule's DSCP, the original its own back. */
+	was = remark(skb, at.off, at.family, at.set_dscp);
 	__builtin_memcpy(mac, dmac, 6);
 	if (mac_set(mac)) {
 		if (bpf_skb_load_bytes(skb, 0, orig, 6) < 0 || bpf_skb_store_bytes(skb, 0, mac, 6, 0)) {
 			/* No copy rather than one the app's stack drops. */
 			stat_inc(STAT_STEER_FAIL);
+			if (was && remark(skb, at.off, at.family, was) == 0)
+				return -1;
 			return 0;
 		}
 	}
@@ -173,6 +226,8 @@ static __always_inline int clone_to(struct __sk_buff *skb, __u32 ifindex, const 
 		stat_inc(STAT_STEER_FAIL);
 		return -1;
 	}
+	if (was && remark(skb, at.off, at.family, was) == 0)
+		return -1; /* the original's DSCP could not be put back */
 	return 0;
 }
 
@@ -180,8 +235,9 @@ static __always_inline int clone_to(struct __sk_buff *skb, __u32 ifindex, const 
  * it came: a clone cannot be modified from here, so the original itself is
  * decapsulated, cloned, and re-encapsulated from the saved outer headers. */
 static __always_inline int dup_decap(struct __sk_buff *skb, const struct pkt *p, __u32 ifindex,
-				     const __u8 *dmac)
+				     const __u8 *dmac, __u8 set_dscp)
 {
+	struct ipat at = {.off = ETH_HLEN, .family = p->inner.family, .set_dscp = set_dscp};
 	__u32 zero = 0;
 	__u64 hl = p->inner_off - ETH_HLEN;
 	__u16 et = bpf_htons(p->outer.family == 6 ? ETH_P_IPV6 : ETH_P_IP);
@@ -203,7 +259,7 @@ static __always_inline int dup_decap(struct __sk_buff *skb, const struct pkt *p,
 		goto unchanged;
 	if (err < 0)
 		goto broken;
-	if (clone_to(skb, ifindex, dmac))
+	if (clone_to(skb, ifindex, dmac, at))
 		return TC_ACT_SHOT; /* counted there */
 	if (bpf_skb_adjust_room(skb, hl, BPF_ADJ_ROOM_MAC, fl) ||
 	    bpf_skb_store_bytes(skb, ETH_HLEN, s->b, hl, 0) || bpf_skb_store_bytes(skb, 12, &et, 2, 0))
@@ -225,20 +281,24 @@ broken:
  * it is. What reaches the app (the packet, or the copy) is addressed to dmac
  * when it is set; a duplicated original goes on byte for byte as it came. */
 static __always_inline int steer(struct __sk_buff *skb, const struct pkt *p, __u32 action, __u32 ifindex,
-				 const __u8 *dmac)
+				 const __u8 *dmac, __u8 set_dscp)
 {
+	struct ipat outer = {.off = ETH_HLEN + (p->vlan ? 4 : 0), .family = p->outer.family, .set_dscp = set_dscp};
+	struct ipat inner = {.off = ETH_HLEN, .family = p->inner.family, .set_dscp = set_dscp};
 	int err;
 
 	if (action == ACT_DROP)
 		return TC_ACT_SHOT;
-	if (action == ACT_PASSTHROUGH || !ifindex)
+	if (action == ACT_PASSTHROUGH || !ifindex) {
+		remark(skb, outer.off, outer.family, set_dscp);
 		return TC_ACT_OK;
+	}
 	switch (action) {
 	case ACT_FORWARD_ENCAPSULATED:
-		return forward(skb, ifindex, dmac);
+		return forward(skb, ifindex, dmac, outer);
 	case ACT_FORWARD_DECAPSULATED:
 		if (!p->gtpu)
-			return forward(skb, ifindex, dmac);
+			return forward(skb, ifindex, dmac, outer);
 		err = decap(skb, p);
 		if (err) {
 			/* Not decapsulated: let it go on its way rather than hand
@@ -250,14 +310,14 @@ static __always_inline int steer(struct __sk_buff *skb, const struct pkt *p, __u
 		if (p->inner.l4_end - p->inner_off + ETH_HLEN < skb->len &&
 		    bpf_skb_change_tail(skb, p->inner.l4_end - p->inner_off + ETH_HLEN, 0))
 			stat_inc(STAT_STEER_FAIL); /* the receiver trims by IP length anyway */
-		return forward(skb, ifindex, dmac);
+		return forward(skb, ifindex, dmac, inner);
 	case ACT_DUPLICATE_DECAPSULATED:
 		if (p->gtpu)
-			return dup_decap(skb, p, ifindex, dmac);
+			return dup_decap(skb, p, ifindex, dmac, set_dscp);
 		/* Not a G-PDU: the copy is the packet as it is. */
-		return clone_to(skb, ifindex, dmac) ? TC_ACT_SHOT : TC_ACT_OK;
+		return clone_to(skb, ifindex, dmac, outer) ? TC_ACT_SHOT : TC_ACT_OK;
 	case ACT_DUPLICATE_ENCAPSULATED:
-		return clone_to(skb, ifindex, dmac) ? TC_ACT_SHOT : TC_ACT_OK;
+		return clone_to(skb, ifindex, dmac, outer) ? TC_ACT_SHOT : TC_ACT_OK;
 	}
 	return TC_ACT_OK;
 }
