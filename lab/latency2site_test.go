@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -153,22 +152,7 @@ func TestLatencyPlacementFollowsMeasurements(t *testing.T) {
 // whose appLatency.maxLatency is bound, under an appDId of its own.
 func latencyPackage(t *testing.T, bound time.Duration) []byte {
 	t.Helper()
-	dir := t.TempDir()
-	src := filepath.Join("..", "examples", "sample-app")
-	if out, err := exec.Command("cp", "-r", src, filepath.Join(dir, "pkg")).CombinedOutput(); err != nil {
-		t.Fatalf("copy sample app: %v\n%s", err, out)
-	}
-	pkg := filepath.Join(dir, "pkg")
-	if err := os.Remove(filepath.Join(pkg, "Artifacts", "edge-echo.sh")); err != nil {
-		t.Fatal(err)
-	}
-	build := exec.Command("go", "build", "-o", filepath.Join(pkg, "Artifacts", "edge-echo"), "./examples/echoapp")
-	build.Dir, build.Env = "..", append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build echoapp: %v\n%s", err, out)
-	}
-	appd := filepath.Join(pkg, "Definitions", "edge-echo.yaml")
-	b, err := os.ReadFile(appd)
+	b, err := os.ReadFile(filepath.Join("..", "examples", "sample-app", "Definitions", "edge-echo.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,28 +162,7 @@ func latencyPackage(t *testing.T, bound time.Duration) []byte {
 	if !strings.Contains(s, fmt.Sprintf("maxLatency: %d\n", bound.Nanoseconds())) {
 		t.Fatal("the sample AppD's appLatency is not where the test expects it")
 	}
-	if err := os.WriteFile(appd, []byte(s), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	mf := filepath.Join(pkg, "edge-echo.mf")
-	m, err := os.ReadFile(mf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(mf, bytes.Replace(m, []byte("Artifacts/edge-echo.sh"), []byte("Artifacts/edge-echo"), 1), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	zip := filepath.Join(dir, "latency-echo.zip")
-	mk := exec.Command("go", "run", "./examples/mkpkg", pkg, zip)
-	mk.Dir = ".."
-	if out, err := mk.CombinedOutput(); err != nil {
-		t.Fatalf("mkpkg: %v\n%s", err, out)
-	}
-	data, err := os.ReadFile(zip)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return data
+	return echoPackage(t, "edge-echo", "mecorch-examples", s)
 }
 
 // httpFrom is an HTTP client whose connections start in a node's

@@ -30,8 +30,10 @@ import (
 	"github.com/mecorch/mecorch/traffic/netns"
 )
 
-// echoPackage packages the echo app with appd as its AppD.
-func echoPackage(t *testing.T, name, appd string) []byte {
+// echoPackage packages the echo app with appd as its AppD; name and
+// provider go into the manifest, which must agree with the AppD's appName
+// and appProvider.
+func echoPackage(t *testing.T, name, provider, appd string) []byte {
 	t.Helper()
 	dir := t.TempDir()
 	pkg := filepath.Join(dir, "pkg")
@@ -55,7 +57,7 @@ func echoPackage(t *testing.T, name, appd string) []byte {
 		t.Fatal(err)
 	}
 	m = bytes.Replace(m, []byte("Artifacts/edge-echo.sh"), []byte("Artifacts/edge-echo"), 1)
-	m = bytes.Replace(m, []byte("app_provider_id: mecorch-examples"), []byte("app_provider_id: mecorch-lab"), 1)
+	m = bytes.Replace(m, []byte("app_provider_id: mecorch-examples"), []byte("app_provider_id: "+provider), 1)
 	m = bytes.Replace(m, []byte("app_product_name: edge-echo"), []byte("app_product_name: "+name), 1)
 	if err := os.WriteFile(mf, m, 0o644); err != nil {
 		t.Fatal(err)

@@ -249,7 +249,7 @@ appTrafficRule:
 x-mecorch-bandwidth:
   - {allocationDirection: "01", fixedAllocation: "%[4]d"}
 `, name, svc, action, bps, remark)
-	return echoPackage(t, name, appd)
+	return echoPackage(t, name, "mecorch-lab", appd)
 }
 
 // instantiateAt creates and instantiates an instance of appDID at site.

@@ -35,21 +35,9 @@ func (t *Tunnel) SetMACs(macs map[string]netip.Addr) error {
 		return fmt.Errorf("vxlan %s: %w", t.name, err)
 	}
 	defer h.Close()
-	ns, err := h.NeighList(t.index, unix.AF_BRIDGE)
-	if errors.Is(err, netlink.ErrDumpInterrupted) {
-		ns, err = h.NeighList(t.index, unix.AF_BRIDGE)
-	}
+	have, err := t.macEntries(h)
 	if err != nil {
-		return fmt.Errorf("vxlan %s: list FDB: %w", t.name, err)
-	}
-	have := map[string]netip.Addr{}
-	for _, n := range ns {
-		if n.LinkIndex != t.index || n.Flags&netlink.NTF_SELF == 0 || n.IP == nil || isZeroMAC(n.HardwareAddr) {
-			continue
-		}
-		if a, ok := netip.AddrFromSlice(n.IP); ok {
-			have[n.HardwareAddr.String()] = a.Unmap()
-		}
+		return err
 	}
 	for m, a := range want {
 		if have[m] == a {
@@ -82,7 +70,15 @@ func (t *Tunnel) MACs() (map[string]netip.Addr, error) {
 		return nil, fmt.Errorf("vxlan %s: %w", t.name, err)
 	}
 	defer h.Close()
+	return t.macEntries(h)
+}
+
+// macEntries lists the device's own unicast FDB entries.
+func (t *Tunnel) macEntries(h *netlink.Handle) (map[string]netip.Addr, error) {
 	ns, err := h.NeighList(t.index, unix.AF_BRIDGE)
+	if errors.Is(err, netlink.ErrDumpInterrupted) {
+		ns, err = h.NeighList(t.index, unix.AF_BRIDGE)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("vxlan %s: list FDB: %w", t.name, err)
 	}
