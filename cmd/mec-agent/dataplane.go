@@ -144,11 +144,8 @@ func newDataplane(f dpFlags, nets agent.Networks, bridge, netnsDir, nsPrefix str
 				}
 			}
 		}
-		// An earlier run's DNS responder, kept for a restart with steering.
-		if _, err := os.Stat(filepath.Join(netnsDir, nsPrefix+"dns")); err == nil {
-			if err := agent.RemoveDNSEdge("", netnsDir, nsPrefix+"dns"); err != nil {
-				return nil, fmt.Errorf("remove the DNS responder an earlier run left: %w", err)
-			}
+		if err := removeDNSLeftover(netnsDir, nsPrefix); err != nil {
+			return nil, err
 		}
 		return nil, nil
 	}
@@ -164,9 +161,31 @@ func newDataplane(f dpFlags, nets agent.Networks, bridge, netnsDir, nsPrefix str
 	}
 	if f.ueDNS != "" {
 		cfg.DNS = &agent.DNSConfig{Resolver: netip.MustParseAddr(f.ueDNS), Upstream: f.dnsUpstream,
-			NetnsDir: netnsDir, NetnsName: nsPrefix + "dns"}
+			NetnsDir: netnsDir, NetnsName: dnsNetns(nsPrefix)}
+	} else if err := removeDNSLeftover(netnsDir, nsPrefix); err != nil {
+		return nil, err
 	}
 	return agent.NewSteering(cfg)
+}
+
+// dnsKey follows the instances' prefix in the DNS responder's namespace
+// name. No instance has it (their keys start with a letter or digit), and
+// the runtime's sweep of leftover instances is told to keep it.
+const dnsKey = "_dns"
+
+// dnsNetns names the DNS responder's namespace, beside the instances'.
+func dnsNetns(nsPrefix string) string { return nsPrefix + dnsKey }
+
+// removeDNSLeftover removes the DNS responder an earlier run kept for a
+// restart (its namespace and veth), when this run has none.
+func removeDNSLeftover(netnsDir, nsPrefix string) error {
+	if _, err := os.Stat(filepath.Join(netnsDir, dnsNetns(nsPrefix))); err != nil {
+		return nil
+	}
+	if err := agent.RemoveDNSEdge("", netnsDir, dnsNetns(nsPrefix)); err != nil {
+		return fmt.Errorf("remove the DNS responder an earlier run left: %w", err)
+	}
+	return nil
 }
 
 // serveMetrics serves /metrics until ctx ends.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"io"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -59,5 +60,17 @@ func TestPinDirDefault(t *testing.T) {
 	}
 	if got := f.dp.pins(); got != "" {
 		t.Errorf("--bpf-pin-dir off: pin dir %q", got)
+	}
+}
+
+// TestDNSNetnsNotAnInstance: the runtime sweeps every namespace with the
+// instance prefix that no instance owns (except what it is told to keep);
+// the DNS responder's key can be no instance's.
+func TestDNSNetnsNotAnInstance(t *testing.T) {
+	if dnsNetns("mec-") != "mec-"+dnsKey {
+		t.Errorf("DNS namespace %q", dnsNetns("mec-"))
+	}
+	if regexp.MustCompile(`^[A-Za-z0-9]`).MatchString(dnsKey) {
+		t.Errorf("DNS key %q could be an instance's (apprun keys start with a letter or digit)", dnsKey)
 	}
 }

@@ -177,7 +177,7 @@ func run(args []string, stderr io.Writer) error {
 		known[st.ID] = true
 	}
 	sweepCtx, cancelSweep := context.WithTimeout(context.Background(), time.Minute)
-	if err := rt.Sweep(sweepCtx, func(id string) bool { return known[id] }); err != nil {
+	if err := rt.Sweep(sweepCtx, func(id string) bool { return known[id] || id == dnsKey }); err != nil {
 		log.Warn("sweeping leftovers of earlier runs", "err", err)
 	}
 	cancelSweep()

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/mecorch/mecorch/appd"
+	"github.com/mecorch/mecorch/internal/enginetest"
 	"github.com/mecorch/mecorch/internal/pgtest"
 	"github.com/mecorch/mecorch/mec"
 	"github.com/mecorch/mecorch/mec/agentproto"
@@ -20,7 +21,6 @@ import (
 	"github.com/mecorch/mecorch/mec/lifecycle"
 	"github.com/mecorch/mecorch/mec/placement"
 	"github.com/mecorch/mecorch/mec/store/boltstore"
-	"github.com/mecorch/mecorch/mec/store/pgstore"
 	"github.com/mecorch/mecorch/mec/uetunnel"
 )
 
@@ -29,24 +29,7 @@ var pg pgtest.Shared
 func TestMain(m *testing.M) { os.Exit(pg.Main(m)) }
 
 // forEachEngine runs fn over a fresh store of each engine.
-func forEachEngine(t *testing.T, fn func(t *testing.T, st mec.Store)) {
-	t.Run("bolt", func(t *testing.T) {
-		st, err := boltstore.Open(t.TempDir(), boltstore.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = st.Close() })
-		fn(t, st)
-	})
-	t.Run("postgres", func(t *testing.T) {
-		st, err := pgstore.Open(context.Background(), pg.Database(t), pgstore.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = st.Close() })
-		fn(t, st)
-	})
-}
+func forEachEngine(t *testing.T, fn func(t *testing.T, st mec.Store)) { enginetest.Each(t, &pg, fn) }
 
 // rtts is a settable site-to-site RTT table, the lifecycle's Distance.
 type rtts struct {

@@ -11,10 +11,9 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/mecorch/mecorch/internal/enginetest"
 	"github.com/mecorch/mecorch/internal/pgtest"
 	"github.com/mecorch/mecorch/mec"
-	"github.com/mecorch/mecorch/mec/store/boltstore"
-	"github.com/mecorch/mecorch/mec/store/pgstore"
 )
 
 var pg pgtest.Shared
@@ -22,24 +21,7 @@ var pg pgtest.Shared
 func TestMain(m *testing.M) { os.Exit(pg.Main(m)) }
 
 // forEachEngine runs fn over a fresh store of each engine.
-func forEachEngine(t *testing.T, fn func(t *testing.T, st mec.Store)) {
-	t.Run("bolt", func(t *testing.T) {
-		st, err := boltstore.Open(t.TempDir(), boltstore.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = st.Close() })
-		fn(t, st)
-	})
-	t.Run("postgres", func(t *testing.T) {
-		st, err := pgstore.Open(context.Background(), pg.Database(t), pgstore.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = st.Close() })
-		fn(t, st)
-	})
-}
+func forEachEngine(t *testing.T, fn func(t *testing.T, st mec.Store)) { enginetest.Each(t, &pg, fn) }
 
 func status(err error) int {
 	var p *mec.Problem
