@@ -26,6 +26,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mecorch/mecorch/appd"
 	"github.com/mecorch/mecorch/lab/topology"
 )
 
@@ -181,6 +182,21 @@ func (c client) deploy(ctx context.Context, res Result) (Result, error) {
 		}
 		if p.OnboardingState == "CREATED" {
 			pkgID = p.ID
+		}
+	}
+	// Another build of the same app (a store kept from an earlier run of an
+	// older checkout): mecorch takes one package per appDId, so that one is
+	// used, and the log says how to start afresh.
+	if res.AppDID == "" {
+		if local, err := appd.ReadPackage(data, appd.Limits{}); err == nil && local.AppD != nil {
+			for _, p := range pkgs {
+				if p.OnboardingState == "ONBOARDED" && p.AppDID == local.AppD.AppDID {
+					c.cfg.Logger.Warn("an older build of the lab's app is onboarded already; using it (remove the lab's store to onboard this one)",
+						"appDId", p.AppDID, "package", p.ID)
+					res.AppDID, pkgID = p.AppDID, p.ID
+					break
+				}
+			}
 		}
 	}
 	if res.AppDID == "" {
